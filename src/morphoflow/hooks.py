@@ -1,0 +1,71 @@
+"""Kedro hooks: lineage (git sha, data fingerprint, package version) and reports to MLflow.
+
+kedro-mlflow's hooks are registered after the project's, so they run first: the MLflow run is
+already active in ``before_pipeline_run`` and still active in ``after_node_run``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+import morphoflow
+
+
+def git_revision(path: str | Path = ".") -> str:
+    """The git commit of ``path`` (``+dirty`` when the tree has changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=path, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+class LineageHook:
+    """Tag every MLflow run with lineage; log the data validation report and fingerprint."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        mlflow.set_tags(
+            {
+                "morphoflow.git_sha": git_revision(),
+                "morphoflow.version": morphoflow.__version__,
+                "morphoflow.pipeline": str(run_params.get("pipeline_name") or "__default__"),
+            }
+        )
+
+    @hook_impl
+    def after_node_run(self, node: Any, outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
+        if "validation_summary" in outputs:
+            self._log_validation(outputs["validation_summary"], inputs)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Any, inputs: dict[str, Any]) -> None:
+        if node.name == "validate_screen":
+            self._log_validation(None, inputs)
+
+    @staticmethod
+    def _log_validation(summary: dict[str, Any] | None, inputs: dict[str, Any]) -> None:
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        report_dir = Path(inputs.get("params:data_validation", {}).get("report_dir", ""))
+        if summary is not None:
+            mlflow.set_tag("morphoflow.data_fingerprint", summary["data_fingerprint"])
+        mlflow.set_tag("morphoflow.data_validation", "passed" if summary else "failed")
+        if report_dir.is_dir():
+            mlflow.log_artifacts(str(report_dir), artifact_path="data_validation")

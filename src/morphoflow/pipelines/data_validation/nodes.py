@@ -1,0 +1,53 @@
+"""Nodes of the data_validation pipeline: thin wrappers over morphoflow.screen/validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from morphoflow.screen.qc import site_qc
+from morphoflow.screen.table import load_screen
+from morphoflow.validation import ValidationConfig, validate_screen
+
+
+def screen_root(screen: dict[str, Any]) -> Path:
+    """The screen folder from the ``screen`` parameters (``screen.root``)."""
+    root = screen.get("root") if isinstance(screen, dict) else None
+    if not root:
+        raise ValueError("parameter screen.root is not set (pass --params screen.root=DIR)")
+    return Path(str(root))
+
+
+def load_image_table(screen: dict[str, Any]) -> pd.DataFrame:
+    """Read the screen folder into the canonical image table."""
+    return load_screen(screen_root(screen))
+
+
+def compute_site_qc(image_table: pd.DataFrame, screen: dict[str, Any]) -> pd.DataFrame:
+    """Per-site, per-channel image QC statistics."""
+    return site_qc(image_table, screen_root(screen))
+
+
+def validate(
+    image_table: pd.DataFrame,
+    qc: pd.DataFrame,
+    screen: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Run the GX suites; write the report; stop the run on failure.
+
+    Returns:
+        The validated image table, the summary (for lineage) and MLflow metrics.
+    """
+    params = dict(params)
+    report_dir = params.pop("report_dir")
+    summary = validate_screen(
+        image_table, qc, screen_root(screen), report_dir, ValidationConfig.from_params(params)
+    )
+    metrics = {
+        name: {"value": float(summary[name]), "step": 0}
+        for name in ("n_sites", "n_plates", "n_wells", "n_treatments", "expectations_evaluated")
+    }
+    return image_table, summary, metrics

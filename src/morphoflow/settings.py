@@ -1,0 +1,24 @@
+"""Kedro project settings for morphoflow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kedro.config import OmegaConfigLoader
+
+import morphoflow  # noqa: F401  (sets telemetry-off environment variables)
+from morphoflow.hooks import LineageHook
+
+# MLflow: a local sqlite store in the project folder unless MLFLOW_TRACKING_URI says otherwise.
+# (kedro runs from the project root; kedro-mlflow reads the variable when mlflow.yml leaves
+# server.mlflow_tracking_uri null.)
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+HOOKS = (LineageHook(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
