@@ -10,9 +10,14 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 import morphoflow
+
+#: Kedro imports ``<package>.cli`` and merges its ``cli`` click group into the ``kedro``
+#: command; morphoflow adds no kedro sub-commands, so the group is empty.
+cli = click.Group(name="morphoflow-kedro-commands")
 
 app = typer.Typer(
     name="morphoflow",

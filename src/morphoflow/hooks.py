@@ -43,7 +43,9 @@ class LineageHook:
             {
                 "morphoflow.git_sha": git_revision(),
                 "morphoflow.version": morphoflow.__version__,
-                "morphoflow.pipeline": str(run_params.get("pipeline_name") or "__default__"),
+                "morphoflow.pipelines": ",".join(
+                    run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+                ),
             }
         )
 

@@ -1,0 +1,255 @@
+"""From U-Net probabilities to nucleus instances, training targets, and input normalisation.
+
+The U-Net predicts per-pixel softmax probabilities of 3 classes, in this order:
+
+    0 background, 1 nucleus interior, 2 nucleus boundary
+
+(the classic DSB 2018 "3-class" approach: the boundary class keeps touching nuclei apart).
+:func:`labels_to_classes` makes that target from ground-truth instance masks and
+:func:`probabilities_to_labels` turns predicted probabilities back into instances (seeded
+watershed). :func:`normalize_image` is the per-image input normalisation.
+
+Only numpy, scipy and scikit-image are needed (this also runs inside Triton's python backend).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.measure import label as cc_label
+from skimage.morphology import h_maxima
+from skimage.segmentation import find_boundaries, relabel_sequential, watershed
+
+from morphoflow.segmentation.metrics import check_label_image
+
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+"""Class indices of the U-Net's 3-class output."""
+
+DISTANCE_SEED_H: float = 2.0
+"""Foreground-only input: seeds are the distance-transform maxima at least this high (pixels)
+above the saddle separating them from any higher maximum (h-maxima)."""
+
+
+def labels_to_classes(labels: np.ndarray, boundary_width: int = 2) -> np.ndarray:
+    """3-class U-Net training target from an instance label image.
+
+    A pixel of an object is *boundary* when it lies within ``boundary_width`` pixels (4-connected
+    steps) of a pixel outside the object: background or another object. Concretely, the inner
+    boundary (``skimage.segmentation.find_boundaries(mode="inner")``) is peeled
+    ``boundary_width`` times. Two touching objects are thus separated by a band of
+    2 * ``boundary_width`` boundary pixels, and no interior pixel of one object is 8-adjacent
+    to an interior pixel of another. The image border does not count as background. Objects
+    thinner than about 2 * ``boundary_width`` are all boundary.
+
+    Args:
+        labels: Instance labels (H, W), integer, 0 = background.
+        boundary_width: Boundary thickness in pixels, >= 1 (default 2).
+
+    Returns:
+        uint8 array (H, W): 0 background, 1 interior, 2 boundary.
+
+    Raises:
+        ValueError: ``labels`` is not a 2-D non-negative integer image, or ``boundary_width``
+            is < 1.
+
+    Example:
+        >>> lab = np.zeros((5, 5), dtype=np.int32)
+        >>> lab[:, :2], lab[:, 2:] = 1, 2
+        >>> labels_to_classes(lab, boundary_width=1)[0]
+        array([1, 2, 2, 1, 1], dtype=uint8)
+    """
+    lab = check_label_image(labels, "labels")
+    if lab.ndim != 2:
+        raise ValueError(f"labels must be 2-D (H, W), got shape {lab.shape}")
+    if isinstance(boundary_width, bool) or int(boundary_width) < 1:
+        raise ValueError(f"boundary_width must be an int >= 1, got {boundary_width!r}")
+    inner = lab.copy()
+    for _ in range(int(boundary_width)):
+        edge = find_boundaries(inner, mode="inner") & (inner > 0)
+        if not edge.any():
+            break
+        inner[edge] = 0
+    classes = np.zeros(lab.shape, dtype=np.uint8)
+    classes[lab > 0] = BOUNDARY
+    classes[inner > 0] = INTERIOR
+    return classes
+
+
+def classes_to_probabilities(classes: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """One-hot float32 probabilities (K, H, W) from a class map (H, W); handy for tests/demos.
+
+    Args:
+        classes: Integer class map with values in 0..n_classes-1.
+        n_classes: Number of classes K.
+
+    Returns:
+        float32 array (K, H, W) with exactly one 1.0 per pixel.
+
+    Raises:
+        ValueError: ``classes`` is not integer or holds a value outside 0..n_classes-1.
+    """
+    cls = np.asarray(classes)
+    if not np.issubdtype(cls.dtype, np.integer):
+        raise ValueError(f"classes must be integer, got dtype {cls.dtype}")
+    if cls.size and (cls.min() < 0 or cls.max() >= n_classes):
+        raise ValueError(f"classes must lie in 0..{n_classes - 1}, got {cls.min()}..{cls.max()}")
+    return (np.arange(n_classes)[:, None, None] == cls[None]).astype(np.float32)
+
+
+def probabilities_to_labels(
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    min_size: int = 16,
+    seed_min_size: int = 4,
+) -> np.ndarray:
+    """Nucleus instances from U-Net probabilities (seeded watershed).
+
+    3-class input (3, H, W) (background, interior, boundary):
+
+    1. seeds: connected components (8-connected) of ``interior > threshold``; components
+       smaller than ``seed_min_size`` pixels are discarded;
+    2. foreground: ``interior + boundary > threshold`` (i.e. 1 - background > threshold);
+    3. every foreground component that holds no seed becomes a seed itself (small nuclei with
+       no confident interior are not lost);
+    4. watershed of ``-interior`` from the seeds, restricted to the foreground;
+    5. objects smaller than ``min_size`` pixels are dropped; labels renumbered 1..n.
+
+    Foreground-only input (H, W) (probability of nucleus): foreground = ``probs > threshold``;
+    seeds are the h-maxima (h = :data:`DISTANCE_SEED_H` pixels) of the foreground's Euclidean
+    distance transform, and the watershed runs on the negated distance; steps 3 and 5 as above.
+
+    Args:
+        probs: Array (3, H, W) of class probabilities, or (H, W) of foreground probability.
+        threshold: Probability threshold in (0, 1).
+        min_size: Minimum object area in pixels (>= 0).
+        seed_min_size: Minimum seed area in pixels (>= 0; 3-class input only).
+
+    Returns:
+        uint32 instance labels (H, W), 0 = background, objects numbered 1..n.
+
+    Raises:
+        ValueError: ``probs`` has another shape or holds non-finite values, or a parameter is
+            out of range.
+    """
+    p = np.asarray(probs)
+    if not np.issubdtype(p.dtype, np.number) or np.issubdtype(p.dtype, np.complexfloating):
+        raise ValueError(f"probs must be a real numeric array, got dtype {p.dtype}")
+    if not (p.ndim == 2 or (p.ndim == 3 and p.shape[0] == 3)):
+        raise ValueError(f"probs must be (3, H, W) or (H, W), got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError("probs holds NaN or infinite values")
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    for name, value in (("min_size", min_size), ("seed_min_size", seed_min_size)):
+        if isinstance(value, bool) or int(value) < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    p = p.astype(np.float32, copy=False)
+
+    if p.ndim == 3:
+        interior = p[INTERIOR]
+        foreground = (p[INTERIOR] + p[BOUNDARY]) > threshold
+        seeds = cc_label((interior > threshold) & foreground, connectivity=2)
+        seeds = _remove_small(seeds, int(seed_min_size))
+        landscape = -interior
+    else:
+        foreground = p > threshold
+        distance = ndi.distance_transform_edt(foreground).astype(np.float32)
+        seeds = cc_label(h_maxima(distance, DISTANCE_SEED_H).astype(bool) & foreground)
+        landscape = -distance
+
+    seeds = _seed_empty_components(seeds, foreground)
+    if seeds.max() == 0:
+        return np.zeros(foreground.shape, dtype=np.uint32)
+    labels = watershed(landscape, markers=seeds, mask=foreground)
+    labels = _remove_small(labels, int(min_size))
+    return relabel_sequential(labels)[0].astype(np.uint32)
+
+
+def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Zero the objects with fewer than ``min_size`` pixels (labels not renumbered)."""
+    if min_size <= 1 or labels.max() == 0:
+        return labels
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    out = labels.copy()
+    out[small[labels]] = 0
+    return out
+
+
+def _seed_empty_components(seeds: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """Add each foreground component that holds no seed as a seed of its own."""
+    comps, n = ndi.label(foreground, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return seeds
+    has_seed = np.zeros(n + 1, dtype=bool)
+    has_seed[comps[seeds > 0]] = True
+    missing = ~has_seed[comps] & (comps > 0)
+    if not missing.any():
+        return seeds
+    out = seeds.astype(np.int64, copy=True)
+    extra, _ = ndi.label(missing, structure=np.ones((3, 3), dtype=bool))
+    out[missing] = extra[missing] + out.max()
+    return out
+
+
+def normalize_image(
+    img: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    channel_axis: int | None = None,
+) -> np.ndarray:
+    """Robust per-image intensity normalisation to [0, 1], for any bit depth.
+
+    ``(img - p_low) / (p_high - p_low)`` clipped to [0, 1], where ``p_low`` and ``p_high`` are
+    the ``low`` and ``high`` percentiles of the image. When they coincide (e.g. a mostly empty
+    image with a few bright nuclei) the minimum and maximum are used instead; a constant image
+    gives zeros (no division by zero).
+
+    Args:
+        img: Image of any shape and real or boolean dtype (uint8, uint16, float, ...).
+        low: Lower percentile, in [0, 100).
+        high: Upper percentile, in (low, 100].
+        channel_axis: If given, each slice along this axis is normalised on its own (e.g. 0
+            for a (C, H, W) stack); otherwise the whole array shares one pair of percentiles.
+
+    Returns:
+        float32 array of ``img``'s shape with values in [0, 1].
+
+    Raises:
+        ValueError: Non-numeric dtype, non-finite values, percentiles out of range, or an
+            invalid ``channel_axis``.
+
+    Example:
+        >>> normalize_image(np.array([[0, 100], [200, 255]], dtype=np.uint8), 0, 100).max()
+        1.0
+    """
+    arr = np.asarray(img)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"img must be a real numeric image, got dtype {arr.dtype}")
+    if not 0.0 <= float(low) < float(high) <= 100.0:
+        raise ValueError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError("img holds NaN or infinite values")
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not -arr.ndim <= int(channel_axis) < arr.ndim:
+            raise ValueError(f"channel_axis {channel_axis!r} is invalid for shape {arr.shape}")
+        moved = np.moveaxis(arr, int(channel_axis), 0)
+        out = np.stack([_normalize(c, float(low), float(high)) for c in moved])
+        return np.moveaxis(out, 0, int(channel_axis))
+    return _normalize(arr, float(low), float(high))
+
+
+def _normalize(arr: np.ndarray, low: float, high: float) -> np.ndarray:
+    if arr.size == 0:
+        return arr.astype(np.float32)
+    data = arr.astype(np.float64, copy=False)
+    lo, hi = np.percentile(data, [low, high])
+    if hi <= lo:
+        lo, hi = float(data.min()), float(data.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    out = (data - lo) / (hi - lo)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,570 @@
+"""Test-time augmentation (TTA) for segmentation models, model-agnostic.
+
+Predict on the original image and on its dihedral transforms (flips and 90-degree rotations),
+undo each transform on the prediction, and merge (Moshkov et al., Sci Rep 2020):
+
+- semantic models (U-Net): the de-augmented probability maps are averaged
+  (:func:`merge_semantic`, :func:`predict_semantic_tta`); thresholding and post-processing stay
+  the caller's job, exactly as without TTA;
+- instance models (Mask R-CNN): objects from different views are the same object when their
+  IoU >= 0.5; an object is kept when found in a majority of views, and its mask is the
+  pixel-wise majority vote of its masks (:func:`merge_instances`, :func:`predict_instance_tta`).
+
+Views. Every view acts on the last two axes (..., H, W) of an array. ``rotK`` is
+``np.rot90(x, K, axes=(-2, -1))`` (K quarter turns counter-clockwise as displayed),
+``flip_lr`` mirrors the columns (``x[..., ::-1]``), and ``flip_lr_rotK`` flips *then* rotates.
+The inverse of a view rotates back *then* flips. ``flip_lr_rot180`` is the up-down flip.
+
+View order for :func:`select_views` with an integer n: the first n of :data:`VIEW_ORDER`,
+
+    identity, flip_lr, flip_lr_rot180 (up-down flip), rot180,
+    rot90, rot270, flip_lr_rot90, flip_lr_rot270,
+
+so that n = 1, 2, 4 and 8 are subgroups of the dihedral group (the merged prediction is then
+exactly invariant under the selected views) and n <= 4 never swaps H and W (no padding of
+non-square images).
+
+Non-square images. To send all views to the model in one batch, :func:`augment_batch` pads an
+(C, H, W) image with H != W to a square S = max(H, W) (reflect padding at the bottom / right)
+when a selected view swaps H and W, and :func:`deaugment_batch` undoes each view then crops the
+top-left (H, W) window. Without such a view no padding is needed and the batch stays (H, W).
+
+This module needs only numpy (it also runs inside Triton's python backend); model outputs that
+are torch tensors are converted with ``.detach().cpu().numpy()`` without importing torch.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.arange(6).reshape(2, 3)
+    >>> all(np.array_equal(deaugment(augment(x, v), v), x) for v in DIHEDRAL_VIEWS)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from morphoflow.segmentation.metrics import sequential_indices, check_label_image
+
+DIHEDRAL_VIEWS: tuple[str, ...] = (
+    "identity",
+    "rot90",
+    "rot180",
+    "rot270",
+    "flip_lr",
+    "flip_lr_rot90",
+    "flip_lr_rot180",
+    "flip_lr_rot270",
+)
+"""The 8 dihedral views: K quarter turns, optionally preceded by a left-right flip."""
+
+VIEW_ORDER: tuple[str, ...] = (
+    "identity",
+    "flip_lr",
+    "flip_lr_rot180",
+    "rot180",
+    "rot90",
+    "rot270",
+    "flip_lr_rot90",
+    "flip_lr_rot270",
+)
+"""Order in which :func:`select_views` takes the first n views (1, 2, 4, 8 are subgroups)."""
+
+# view name -> (flip left-right first?, quarter turns counter-clockwise)
+_VIEW_PARAMS: dict[str, tuple[bool, int]] = {
+    name: (name.startswith("flip_lr"), int(name[-2:]) // 90 if "rot" in name else 0)
+    for name in DIHEDRAL_VIEWS
+}
+
+ViewsArg = int | str | Sequence[str]
+"""What view-taking functions accept: a count (first n of VIEW_ORDER), one name, or names."""
+
+SemanticPredictFn = Callable[[np.ndarray], Any]
+"""(N, C, H, W) float32 batch -> (N, K, H, W) probabilities (numpy array or torch tensor)."""
+
+InstancePredictFn = Callable[[np.ndarray], Sequence[Any]]
+"""(N, C, H, W) float32 batch -> N instance label images of shape (H, W)."""
+
+
+def select_views(n_or_names: ViewsArg) -> tuple[str, ...]:
+    """Resolve a TTA view selection.
+
+    Args:
+        n_or_names: An int n in 1..8 (the first n views of :data:`VIEW_ORDER`: 1 = identity,
+            2 = + flip_lr, 4 = + up-down flip and rot180, 8 = all), one view name, or a
+            sequence of distinct view names (kept in the given order).
+
+    Returns:
+        The view names.
+
+    Raises:
+        ValueError: n outside 1..8, an unknown or repeated name, or an empty sequence.
+    """
+    if isinstance(n_or_names, bool):
+        raise ValueError(f"n_or_names must be an int in 1..8 or view names, got {n_or_names!r}")
+    if isinstance(n_or_names, int | np.integer):
+        n = int(n_or_names)
+        if not 1 <= n <= len(VIEW_ORDER):
+            raise ValueError(f"n_or_names must be in 1..{len(VIEW_ORDER)}, got {n}")
+        return VIEW_ORDER[:n]
+    names = (n_or_names,) if isinstance(n_or_names, str) else tuple(n_or_names)
+    if not names:
+        raise ValueError("n_or_names is empty; select at least one view")
+    unknown = [v for v in names if v not in _VIEW_PARAMS]
+    if unknown:
+        raise ValueError(f"n_or_names has unknown views {unknown}; known: {list(DIHEDRAL_VIEWS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"n_or_names repeats a view: {list(names)}")
+    return names
+
+
+def _params(view: str) -> tuple[bool, int]:
+    try:
+        return _VIEW_PARAMS[view]
+    except (KeyError, TypeError):
+        raise ValueError(f"view must be one of {list(DIHEDRAL_VIEWS)}, got {view!r}") from None
+
+
+def _check_2d(x: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (..., H, W), got {arr.shape}")
+    return arr
+
+
+def swaps_axes(view: str) -> bool:
+    """Whether a view exchanges H and W (an odd number of quarter turns).
+
+    Args:
+        view: A view name.
+
+    Returns:
+        True for rot90, rot270, flip_lr_rot90 and flip_lr_rot270.
+
+    Raises:
+        ValueError: Unknown view.
+    """
+    return _params(view)[1] % 2 == 1
+
+
+def augment(x: np.ndarray, view: str) -> np.ndarray:
+    """Apply a view to the last two axes of an array: flip left-right (if any), then rotate.
+
+    Args:
+        x: Array of shape (..., H, W).
+        view: A name from :data:`DIHEDRAL_VIEWS`.
+
+    Returns:
+        A contiguous array of shape (..., H, W), or (..., W, H) when the view swaps axes.
+
+    Raises:
+        ValueError: ``x`` has fewer than 2 dimensions or ``view`` is unknown.
+    """
+    flip, k = _params(view)
+    arr = _check_2d(x, "x")
+    if flip:
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(np.rot90(arr, k, axes=(-2, -1)))
+
+
+def deaugment(y: np.ndarray, view: str) -> np.ndarray:
+    """Undo a view on the last two axes: rotate back, then flip left-right (if any).
+
+    ``deaugment(augment(x, v), v)`` equals ``x`` for every view ``v``.
+
+    Args:
+        y: Array of shape (..., H', W') in the view's frame (e.g. a model output).
+        view: The name the input was augmented with.
+
+    Returns:
+        A contiguous array in the original frame.
+
+    Raises:
+        ValueError: ``y`` has fewer than 2 dimensions or ``view`` is unknown.
+    """
+    flip, k = _params(view)
+    arr = np.rot90(_check_2d(y, "y"), -k, axes=(-2, -1))
+    if flip:
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def _check_views(views: ViewsArg) -> tuple[str, ...]:
+    try:
+        return select_views(views)
+    except ValueError as err:
+        raise ValueError(str(err).replace("n_or_names", "views")) from None
+
+
+def augment_batch(image: np.ndarray, views: ViewsArg = 8) -> np.ndarray:
+    """Stack every view of one image into a single model batch.
+
+    When H != W and a selected view swaps H and W, the image is first padded to a square
+    S = max(H, W) with reflect padding at the bottom / right, so that all views share one shape;
+    otherwise the views keep the image's (H, W).
+
+    Args:
+        image: Array (C, H, W).
+        views: Views (see :func:`select_views`); all 8 by default.
+
+    Returns:
+        Array (V, C, S, S) (or (V, C, H, W) when no padding is needed), of ``image``'s dtype.
+
+    Raises:
+        ValueError: ``image`` is not 3-D or ``views`` is invalid.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), got shape {img.shape}")
+    names = _check_views(views)
+    padded = _pad_for(img, names)
+    return np.stack([augment(padded, v) for v in names])
+
+
+def _pad_for(img: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    h, w = img.shape[-2:]
+    if h == w or not any(swaps_axes(v) for v in names):
+        return img
+    s = max(h, w)
+    pad = [(0, 0)] * (img.ndim - 2) + [(0, s - h), (0, s - w)]
+    # Reflect needs at least 2 pixels along an axis; a 1-pixel axis is repeated instead.
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    return np.pad(img, pad, mode=mode)
+
+
+def deaugment_batch(
+    preds: np.ndarray, views: ViewsArg, shape: tuple[int, int]
+) -> np.ndarray:
+    """Undo each view on a batch of predictions and crop back to the image's shape.
+
+    The inverse of :func:`augment_batch` for any per-pixel output (probabilities, logits,
+    label images).
+
+    Args:
+        preds: Array (V, K, S, S) (or (V, K, H, W)), one prediction per view, in view order.
+        views: The views passed to :func:`augment_batch`.
+        shape: The original image's (H, W).
+
+    Returns:
+        Array (V, K, H, W) in the original frame.
+
+    Raises:
+        ValueError: ``preds`` is not 4-D, its length differs from the number of views, or its
+            spatial shape is not the one :func:`augment_batch` produces for ``shape``.
+    """
+    names = _check_views(views)
+    arr = _to_numpy(preds)
+    if arr.ndim != 4:
+        raise ValueError(f"preds must be (V, K, S, S), got shape {arr.shape}")
+    if arr.shape[0] != len(names):
+        raise ValueError(f"preds has {arr.shape[0]} views, views names {len(names)}")
+    h, w = _check_shape(shape)
+    padded = _padded_shape(h, w, names)
+    out = []
+    for v, pred in zip(names, arr, strict=True):
+        expected = padded[::-1] if swaps_axes(v) else padded
+        if pred.shape[-2:] != expected:
+            raise ValueError(
+                f"preds for view {v!r} has spatial shape {pred.shape[-2:]}, expected {expected}"
+            )
+        out.append(deaugment(pred, v)[..., :h, :w])
+    return np.stack(out)
+
+
+def _padded_shape(h: int, w: int, names: Sequence[str]) -> tuple[int, int]:
+    if h != w and any(swaps_axes(v) for v in names):
+        s = max(h, w)
+        return (s, s)
+    return (h, w)
+
+
+def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (H, W), got {shape!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must be positive, got {shape!r}")
+    return h, w
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """Numpy view of a model output (numpy array, torch tensor on any device, array-like)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def merge_semantic(probs: np.ndarray) -> np.ndarray:
+    """Average de-augmented per-pixel predictions over the views.
+
+    Args:
+        probs: Array (V, K, H, W) of de-augmented probability maps.
+
+    Returns:
+        Float32 array (K, H, W): the mean over the V views.
+
+    Raises:
+        ValueError: ``probs`` is not 4-D or has no view.
+    """
+    arr = _to_numpy(probs)
+    if arr.ndim != 4 or arr.shape[0] == 0:
+        raise ValueError(f"probs must be (V, K, H, W) with V >= 1, got shape {arr.shape}")
+    return arr.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def predict_semantic_tta(
+    predict_fn: SemanticPredictFn, image: np.ndarray, views: ViewsArg = 8
+) -> np.ndarray:
+    """Semantic (per-pixel probability) prediction with TTA, all views in one model call.
+
+    Args:
+        predict_fn: Maps one float32 batch (N, C, H', W') to (N, K, H', W') probabilities
+            (numpy array or torch tensor). Called exactly once, with N = number of views.
+        image: Array (C, H, W).
+        views: Views (see :func:`select_views`); all 8 by default, 1 = no TTA.
+
+    Returns:
+        Float32 array (K, H, W): the mean of the de-augmented probability maps.
+
+    Raises:
+        ValueError: Invalid ``image`` or ``views``, or ``predict_fn`` returned an array of the
+            wrong shape.
+    """
+    names = _check_views(views)
+    img = np.asarray(image)
+    batch = augment_batch(img, names).astype(np.float32, copy=False)
+    out = _to_numpy(predict_fn(batch))
+    if out.ndim != 4 or out.shape[0] != batch.shape[0] or out.shape[2:] != batch.shape[2:]:
+        raise ValueError(
+            f"predict_fn returned shape {out.shape} for a batch of shape {batch.shape}; "
+            f"expected ({batch.shape[0]}, K, {batch.shape[2]}, {batch.shape[3]})"
+        )
+    return merge_semantic(deaugment_batch(out, names, img.shape[-2:]))
+
+
+def default_min_views(n_views: int) -> int:
+    """Smallest strict majority of ``n_views`` views: floor(V / 2) + 1 (5 of 8, 3 of 4, 1 of 1)."""
+    return n_views // 2 + 1
+
+
+def merge_instances(
+    label_images: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+    min_views: int | None = None,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Merge instance segmentations of the same image from several (de-augmented) views.
+
+    Algorithm (greedy, in view order):
+
+    1. Clustering. The objects of the first view each start a cluster. For each next view, every
+       object is compared with every cluster it overlaps, by IoU against the cluster's current
+       *reference mask* (pixels covered by at least half of the cluster's members; for one
+       member, the member itself). Pairs with IoU >= ``iou_threshold`` are assigned greedily
+       by decreasing IoU, each object to at most one cluster and each cluster to at most one
+       object of a view; unassigned objects start new clusters.
+    2. Selection. A cluster is kept when found in at least ``min_views`` views; by default a
+       strict majority of the V views, ``V // 2 + 1`` (5 of 8 kept, 4 of 8 dropped).
+    3. Mask. Pixel-wise majority vote among the views that found the object: a pixel belongs
+       to the object when more than half of the cluster's n members cover it
+       (votes > n / 2). Views that missed the object say nothing about its shape.
+    4. Overlaps. A pixel claimed by several kept objects goes to the one found in more views,
+       then to the one with more votes at that pixel, then to the earlier cluster.
+
+    Args:
+        label_images: One instance label image per view, already de-augmented into the
+            original frame (integer, 0 = background, same shape).
+        iou_threshold: IoU at or above which two objects are the same object, in (0, 1].
+        min_views: Minimum number of views an object must be found in (1..V); None = strict
+            majority.
+
+    Returns:
+        ``(labels, agreement)``: uint32 instance labels numbered 1..n in raster order of each
+        object's first pixel, and ``agreement[label]`` = fraction of the V views that found
+        the object.
+
+    Raises:
+        ValueError: No label image, shapes differ, a label image is not a valid instance label
+            image, or ``iou_threshold`` / ``min_views`` is out of range.
+    """
+    images = [check_label_image(im, f"label_images[{i}]") for i, im in enumerate(label_images)]
+    if not images:
+        raise ValueError("label_images is empty; need at least one view")
+    shape = images[0].shape
+    for i, im in enumerate(images):
+        if im.shape != shape:
+            raise ValueError(f"label_images[{i}] has shape {im.shape}, view 0 has {shape}")
+    if not 0.0 < float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    n_views = len(images)
+    if min_views is None:
+        min_views = default_min_views(n_views)
+    if isinstance(min_views, bool) or not 1 <= int(min_views) <= n_views:
+        raise ValueError(f"min_views must be in 1..{n_views}, got {min_views}")
+
+    flats = [sequential_indices(im)[0] for im in images]  # labels 1..n_v, whatever the input values
+    clusters: list[list[np.ndarray]] = []  # members: sorted flat pixel indices
+    # per view: array mapping the view's own label -> cluster index (-1 = none / background)
+    label_to_cluster: list[np.ndarray] = []
+
+    for v, flat in enumerate(flats):
+        labels_v, objects = _objects(flat)
+        mapping = np.full(len(objects) + 1, -1, dtype=np.int64)
+        assigned = _match_view(
+            flat, objects, flats[:v], label_to_cluster, clusters, float(iou_threshold)
+        )
+        for (lab, pix), c in zip(zip(labels_v, objects, strict=True), assigned, strict=True):
+            if c < 0:
+                c = len(clusters)
+                clusters.append([])
+            clusters[c].append(pix)
+            mapping[lab] = c
+        label_to_cluster.append(mapping)
+
+    return _render(clusters, int(min_views), n_views, shape)
+
+
+def _objects(flat: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Labels 1..n of a sequential flat label image and each one's sorted flat pixel indices."""
+    fg = np.flatnonzero(flat)
+    if fg.size == 0:
+        return np.zeros(0, dtype=np.int64), []
+    order = np.argsort(flat[fg], kind="stable")  # stable: pixel indices stay sorted per label
+    counts = np.bincount(flat[fg])[1:]
+    return np.arange(1, counts.size + 1), np.split(fg[order], np.cumsum(counts)[:-1])
+
+
+def _reference(members: list[np.ndarray]) -> np.ndarray:
+    """Pixels covered by at least half of a cluster's members (sorted flat indices)."""
+    if len(members) == 1:
+        return members[0]
+    pix, votes = np.unique(np.concatenate(members), return_counts=True)
+    return pix[2 * votes >= len(members)]
+
+
+def _match_view(
+    flat: np.ndarray,
+    objects: list[np.ndarray],
+    previous: list[np.ndarray],
+    label_to_cluster: list[np.ndarray],
+    clusters: list[list[np.ndarray]],
+    iou_threshold: float,
+) -> list[int]:
+    """Cluster index for each object of one view (-1 = starts a new cluster)."""
+    assigned = [-1] * len(objects)
+    if not objects or not clusters:
+        return assigned
+    fg = np.flatnonzero(flat)
+    obj_of_pixel = flat[fg] - 1  # sequential labels: object index = label - 1
+    # Candidate (object, cluster) pairs: the object overlaps a member of the cluster.
+    pairs = []
+    for prev, mapping in zip(previous, label_to_cluster, strict=True):
+        cl = mapping[prev[fg]]
+        hit = cl >= 0
+        pairs.append(obj_of_pixel[hit] * len(clusters) + cl[hit])
+    keys = np.unique(np.concatenate(pairs))
+    refs: dict[int, np.ndarray] = {}
+    scored: list[tuple[float, int, int]] = []
+    for key in keys.tolist():
+        o, c = divmod(key, len(clusters))
+        if c not in refs:
+            refs[c] = _reference(clusters[c])
+        ref, pix = refs[c], objects[o]
+        inter = np.intersect1d(pix, ref, assume_unique=True).size
+        iou = inter / (pix.size + ref.size - inter)
+        if iou >= iou_threshold:
+            scored.append((-iou, o, c))
+    used: set[int] = set()
+    for _, o, c in sorted(scored):  # decreasing IoU; ties by object then cluster index
+        if assigned[o] < 0 and c not in used:
+            assigned[o] = c
+            used.add(c)
+    return assigned
+
+
+def _render(
+    clusters: list[list[np.ndarray]], min_views: int, n_views: int, shape: tuple[int, ...]
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Majority-vote masks of the kept clusters painted into one label image."""
+    size = math.prod(shape)
+    pix_parts, key_parts, idx_parts, agree = [], [], [], []
+    for members in clusters:
+        n = len(members)
+        if n < min_views:
+            continue
+        pix, votes = np.unique(np.concatenate(members), return_counts=True)
+        keep = 2 * votes > n  # strict majority of the views that found the object
+        if not keep.any():
+            continue
+        k = len(agree)
+        pix_parts.append(pix[keep])
+        key_parts.append(n * (n_views + 1) + votes[keep])  # (views found, votes) lexicographic
+        idx_parts.append(np.full(int(keep.sum()), k, dtype=np.int64))
+        agree.append(n / n_views)
+    out = np.zeros(size, dtype=np.uint32)
+    if not agree:
+        return out.reshape(shape), {}
+    pix = np.concatenate(pix_parts)
+    key = np.concatenate(key_parts)
+    idx = np.concatenate(idx_parts)
+    order = np.lexsort((idx, -key, pix))  # per pixel: highest key, then earliest cluster
+    pix, idx = pix[order], idx[order]
+    first = np.ones(pix.size, dtype=bool)
+    first[1:] = pix[1:] != pix[:-1]
+    pix, idx = pix[first], idx[first]
+    # Number the surviving objects in raster order of their first pixel (pix is sorted).
+    survivors, first_pixel = np.unique(idx, return_index=True)
+    ranked = survivors[np.argsort(first_pixel)]
+    new_label = np.zeros(len(agree), dtype=np.uint32)
+    new_label[ranked] = np.arange(1, ranked.size + 1, dtype=np.uint32)
+    out[pix] = new_label[idx]
+    agreement = {int(new_label[k]): float(agree[k]) for k in ranked.tolist()}
+    return out.reshape(shape), agreement
+
+
+def predict_instance_tta(
+    predict_fn: InstancePredictFn,
+    image: np.ndarray,
+    views: ViewsArg = 8,
+    iou_threshold: float = 0.5,
+    min_views: int | None = None,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Instance prediction with TTA: one model call on all views, de-augment, merge.
+
+    Args:
+        predict_fn: Maps one float32 batch (N, C, H', W') to N instance label images of shape
+            (H', W') (integer, 0 = background). Called exactly once, with N = number of views.
+        image: Array (C, H, W).
+        views: Views (see :func:`select_views`); all 8 by default.
+        iou_threshold: Passed to :func:`merge_instances`.
+        min_views: Passed to :func:`merge_instances` (None = strict majority of the views).
+
+    Returns:
+        ``(labels, agreement)`` as returned by :func:`merge_instances`, labels of shape (H, W).
+
+    Raises:
+        ValueError: Invalid arguments, or ``predict_fn`` returned the wrong number or shape
+            of label images.
+    """
+    names = _check_views(views)
+    img = np.asarray(image)
+    batch = augment_batch(img, names).astype(np.float32, copy=False)
+    outputs = list(predict_fn(batch))
+    if len(outputs) != len(names):
+        raise ValueError(
+            f"predict_fn returned {len(outputs)} label images for a batch of {len(names)}"
+        )
+    h, w = img.shape[-2:]
+    restored = []
+    for i, (v, lab) in enumerate(zip(names, outputs, strict=True)):
+        arr = _to_numpy(lab)
+        if arr.shape != batch.shape[2:]:
+            raise ValueError(
+                f"predict_fn returned a label image of shape {arr.shape} for view {i} ({v}); "
+                f"expected {batch.shape[2:]}"
+            )
+        restored.append(deaugment(arr, v)[:h, :w])
+    return merge_instances(restored, iou_threshold=iou_threshold, min_views=min_views)
