@@ -107,6 +107,90 @@ def validate_screen_command(
     typer.echo(json.dumps({k: summary[k] for k in ("success", "n_sites", "data_fingerprint")}))
 
 
+def _load_segmentation_model(model: str | None):
+    """A U-Net from a file, an MLflow ``models:/`` / ``runs:/`` URI, or the shipped default."""
+    from morphoflow.segmentation.unet import load_unet
+
+    if model is None:
+        return load_unet()
+    if "://" in model or model.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+        candidates = [local] if local.is_file() else sorted(local.rglob("*.pt"))
+        if not candidates:
+            raise ValueError(f"{model} holds no morphoflow U-Net (.pt) file")
+        return load_unet(candidates[0])
+    return load_unet(Path(model))
+
+
+@app.command("segment")
+def segment(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (2D TIFF/PNG, or multi-channel TIFF with --channel).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for <stem>_labels.tif and <stem>_nuclei.csv.")],
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation: merge predictions over dihedral views.")] = True,
+    views: Annotated[int, typer.Option(help="Number of TTA views (1, 2, 4 or 8 are exact symmetry groups).")] = 8,
+    model: Annotated[str | None, typer.Option(help="U-Net file, or an MLflow models:/NAME@ALIAS URI; default: the shipped model.")] = None,
+    channel: Annotated[int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")] = None,
+    min_size: Annotated[int, typer.Option(help="Smallest nucleus kept, in pixels.")] = 16,
+) -> None:
+    """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV."""
+    from functools import partial
+
+    from morphoflow.progress import track
+    from morphoflow.segmentation.files import (
+        collect_images,
+        load_channel,
+        unique_stems,
+        write_csv_atomic,
+        write_labels,
+    )
+    from morphoflow.segmentation.segmenter import nuclei_table, segment_nuclei
+    from morphoflow.segmentation.unet import predict_probabilities
+
+    try:
+        files = collect_images(images)
+        unique_stems(files)
+        unet, _ = _load_segmentation_model(model)
+        predict = partial(predict_probabilities, unet)
+        n_views = views if tta else 1
+        summary = []
+        for path in track(files, "Segmenting", total=len(files)):
+            image = load_channel(path, channel)
+            result = segment_nuclei(predict, image, views=n_views, min_size=min_size)
+            write_labels(out / f"{path.stem}_labels.tif", result.labels)
+            write_csv_atomic(out / f"{path.stem}_nuclei.csv", nuclei_table(result.labels, result.agreement))
+            summary.append({"image": str(path), "nuclei": int(result.labels.max())})
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
+
+
+@app.command("score-segmentation")
+def score_segmentation(
+    pred: Annotated[Path, typer.Option("--pred", help="Folder of predicted label images (<stem>_labels.tif).")],
+    truth: Annotated[Path, typer.Option("--truth", help="Folder of ground-truth label images, paired by stem.")],
+) -> None:
+    """Print the DSB 2018 score (mean over IoU thresholds 0.50-0.95) of predictions as JSON."""
+    from morphoflow.segmentation.files import pair_label_files, read_labels
+    from morphoflow.segmentation.metrics import dsb_score
+
+    try:
+        pairs = pair_label_files(pred, truth)
+        score = dsb_score([read_labels(t) for _, _, t in pairs], [read_labels(p) for _, p, _ in pairs])
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    report = {
+        "dsb_score": score.score,
+        "per_threshold": {f"{t:.2f}": v for t, v in score.per_threshold.items()},
+        "precision_50": score.precision_50,
+        "recall_50": score.recall_50,
+        "n_images": score.n_images,
+        "images": {stem: round(s.score, 6) for (stem, _, _), s in zip(pairs, score.images, strict=True)},
+    }
+    typer.echo(json.dumps(report, indent=2))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

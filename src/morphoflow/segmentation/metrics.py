@@ -130,6 +130,16 @@ def sequential_indices(labels: np.ndarray) -> tuple[np.ndarray, int]:
         object k (1-based) is the k-th smallest positive label; and n, the number of objects.
     """
     flat = labels.ravel()
+    if flat.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    top = int(flat.max())
+    if top <= max(flat.size, 1 << 20):
+        # Lookup table, O(pixels): much faster than sorting when labels are not huge numbers.
+        flat = flat.astype(np.intp, copy=False)  # bincount refuses uint64
+        present = np.bincount(flat, minlength=top + 1) > 0
+        present[0] = False
+        lut = np.cumsum(present, dtype=np.int64)  # label -> rank among present labels
+        return lut[flat], int(lut[-1])
     uniq, inverse = np.unique(flat, return_inverse=True)
     if uniq.size and uniq[0] == 0:
         return inverse.astype(np.int64, copy=False), int(uniq.size - 1)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from morphoflow.segmentation.metrics import sequential_indices, check_label_image
+from morphoflow.segmentation.metrics import check_label_image, sequential_indices
 
 DIHEDRAL_VIEWS: tuple[str, ...] = (
     "identity",
@@ -75,8 +75,14 @@ VIEW_ORDER: tuple[str, ...] = (
 
 # view name -> (flip left-right first?, quarter turns counter-clockwise)
 _VIEW_PARAMS: dict[str, tuple[bool, int]] = {
-    name: (name.startswith("flip_lr"), int(name[-2:]) // 90 if "rot" in name else 0)
-    for name in DIHEDRAL_VIEWS
+    "identity": (False, 0),
+    "rot90": (False, 1),
+    "rot180": (False, 2),
+    "rot270": (False, 3),
+    "flip_lr": (True, 0),
+    "flip_lr_rot90": (True, 1),
+    "flip_lr_rot180": (True, 2),
+    "flip_lr_rot270": (True, 3),
 }
 
 ViewsArg = int | str | Sequence[str]
@@ -231,13 +237,12 @@ def _pad_for(img: np.ndarray, names: Sequence[str]) -> np.ndarray:
     s = max(h, w)
     pad = [(0, 0)] * (img.ndim - 2) + [(0, s - h), (0, s - w)]
     # Reflect needs at least 2 pixels along an axis; a 1-pixel axis is repeated instead.
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    return np.pad(img, pad, mode=mode)
+    if min(h, w) > 1:
+        return np.pad(img, pad, mode="reflect")
+    return np.pad(img, pad, mode="edge")
 
 
-def deaugment_batch(
-    preds: np.ndarray, views: ViewsArg, shape: tuple[int, int]
-) -> np.ndarray:
+def deaugment_batch(preds: np.ndarray, views: ViewsArg, shape: tuple[int, int]) -> np.ndarray:
     """Undo each view on a batch of predictions and crop back to the image's shape.
 
     The inverse of :func:`augment_batch` for any per-pixel output (probabilities, logits,
@@ -343,7 +348,7 @@ def predict_semantic_tta(
             f"predict_fn returned shape {out.shape} for a batch of shape {batch.shape}; "
             f"expected ({batch.shape[0]}, K, {batch.shape[2]}, {batch.shape[3]})"
         )
-    return merge_semantic(deaugment_batch(out, names, img.shape[-2:]))
+    return merge_semantic(deaugment_batch(out, names, (img.shape[-2], img.shape[-1])))
 
 
 def default_min_views(n_views: int) -> int:
@@ -405,7 +410,8 @@ def merge_instances(
     if isinstance(min_views, bool) or not 1 <= int(min_views) <= n_views:
         raise ValueError(f"min_views must be in 1..{n_views}, got {min_views}")
 
-    flats = [sequential_indices(im)[0] for im in images]  # labels 1..n_v, whatever the input values
+    # Each view relabelled 1..n_v, whatever its label values.
+    flats = [sequential_indices(im)[0] for im in images]
     clusters: list[list[np.ndarray]] = []  # members: sorted flat pixel indices
     # per view: array mapping the view's own label -> cluster index (-1 = none / background)
     label_to_cluster: list[np.ndarray] = []
@@ -490,7 +496,10 @@ def _render(
 ) -> tuple[np.ndarray, dict[int, float]]:
     """Majority-vote masks of the kept clusters painted into one label image."""
     size = math.prod(shape)
-    pix_parts, key_parts, idx_parts, agree = [], [], [], []
+    pix_parts: list[np.ndarray] = []
+    key_parts: list[np.ndarray] = []
+    idx_parts: list[np.ndarray] = []
+    agree: list[float] = []
     for members in clusters:
         n = len(members)
         if n < min_views:

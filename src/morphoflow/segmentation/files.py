@@ -1,0 +1,144 @@
+"""Files of ``morphoflow segment`` / ``score-segmentation``: inputs, outputs, pairing by name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from morphoflow.screen.io import read_image, write_tiff_atomic
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: Suffixes stripped from file stems to pair predictions with ground truth.
+LABEL_SUFFIXES = ("_labels", "_nuclei_truth", "_masks", "_mask", "_truth")
+
+
+def collect_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (non-recursive) into a sorted list of image files.
+
+    Raises:
+        FileNotFoundError: A path does not exist or a folder holds no image.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.stem.endswith("_labels"))
+            if not images:
+                raise FileNotFoundError(f"no .tif/.tiff/.png image in folder {path}")
+            found.extend(images)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"image not found: {path}")
+    return found
+
+
+def load_channel(path: Path, channel: int | None) -> np.ndarray:
+    """Read a 2-D image, or one channel of a multi-channel image.
+
+    Multi-channel TIFFs are (C, H, W); RGB(A) PNG/TIFFs are (H, W, 3|4) and use the last axis.
+
+    Raises:
+        ValueError: Multi-channel input without ``channel``, or ``channel`` out of range.
+    """
+    image = read_image(path)
+    if image.ndim == 2:
+        if channel not in (None, 0):
+            raise ValueError(f"{path} has a single channel; --channel {channel} does not exist")
+        return image
+    if image.ndim != 3:
+        raise ValueError(f"{path} has shape {image.shape}; expected (H, W), (C, H, W) or (H, W, C)")
+    channels_last = image.shape[-1] <= 4 and image.shape[0] > 4
+    n = image.shape[-1] if channels_last else image.shape[0]
+    if channel is None:
+        raise ValueError(f"{path} has {n} channels (shape {image.shape}); choose one with --channel N")
+    if not 0 <= channel < n:
+        raise ValueError(f"--channel {channel} is out of range for {path} with {n} channels")
+    return image[..., channel] if channels_last else image[channel]
+
+
+def label_dtype(labels: np.ndarray) -> type:
+    """uint16 when the labels fit, else uint32."""
+    return np.uint16 if int(labels.max(initial=0)) < 65535 else np.uint32
+
+
+def write_labels(path: Path, labels: np.ndarray) -> None:
+    """Write an instance label TIFF (uint16 or uint32), atomically."""
+    write_tiff_atomic(path, labels.astype(label_dtype(labels)))
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """Write a CSV through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def base_stem(path: Path) -> str:
+    """File stem without a label suffix (``A01_s1_labels.tif`` -> ``A01_s1``)."""
+    stem = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for suffix in LABEL_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
+    """Pair prediction and truth label images by :func:`base_stem`.
+
+    Raises:
+        FileNotFoundError: A folder is missing or empty, or a truth image has no prediction.
+    """
+    def index(folder: Path) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"folder not found: {folder}")
+        files = {base_stem(p): p for p in sorted(folder.iterdir())
+                 if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not files:
+            raise FileNotFoundError(f"no label images in {folder}")
+        return files
+
+    preds, truths = index(pred_dir), index(truth_dir)
+    missing = sorted(set(truths) - set(preds))
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} truth image(s) have no prediction in {pred_dir}: "
+            + ", ".join(str(truths[m].name) for m in missing[:5])
+        )
+    return [(stem, preds[stem], truths[stem]) for stem in sorted(truths)]
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """Read an instance label image as int64 (2-D)."""
+    labels = read_image(path)
+    if labels.ndim != 2:
+        raise ValueError(f"label image {path} must be 2-D, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"label image {path} must hold integers, got {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def unique_stems(paths: Sequence[Path]) -> None:
+    """Refuse inputs whose outputs would overwrite each other."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        stem = path.stem
+        if stem in seen:
+            raise ValueError(f"{path} and {seen[stem]} would both write {stem}_labels.tif")
+        seen[stem] = path

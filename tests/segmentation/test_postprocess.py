@@ -1,0 +1,200 @@
+"""Tests of morphoflow.segmentation.postprocess: 3-class targets, instances, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import disk, ellipse
+
+from morphoflow.segmentation.metrics import dsb_image_score, iou_matrix
+from morphoflow.segmentation.postprocess import (
+    BOUNDARY,
+    INTERIOR,
+    classes_to_probabilities,
+    labels_to_classes,
+    normalize_image,
+    probabilities_to_labels,
+)
+
+
+def _two_touching_discs(shape=(64, 64)) -> np.ndarray:
+    lab = np.zeros(shape, dtype=np.int32)
+    lab[disk((32, 22), 10, shape=shape)] = 1
+    lab[disk((32, 40), 10, shape=shape)] = 2  # centres 18 apart, radius 10: they overlap/touch
+    return lab
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def test_labels_to_classes_hand_built() -> None:
+    # A 7x7 square in a 9x9 image. Width 1: its outer ring (24 px) is boundary, the inner 5x5
+    # interior. Width 2: two rings (24 + 16 = 40 px) boundary, the central 3x3 interior.
+    lab = np.zeros((9, 9), dtype=np.uint16)
+    lab[1:8, 1:8] = 4
+    one = labels_to_classes(lab, boundary_width=1)
+    assert one.dtype == np.uint8
+    assert (one == BOUNDARY).sum() == 24 and (one == INTERIOR).sum() == 25
+    two = labels_to_classes(lab)  # default width 2
+    assert (two == BOUNDARY).sum() == 40 and (two == INTERIOR).sum() == 9
+    assert (two[2:7, 2:7] > 0).all() and (two[4, 4] == INTERIOR)
+    assert (two[lab == 0] == 0).all()
+
+
+def test_labels_to_classes_separates_touching_objects() -> None:
+    # Two objects sharing an edge: the contact is boundary on both sides; the image border is
+    # not background.
+    lab = np.zeros((4, 6), dtype=np.int32)
+    lab[:, :3], lab[:, 3:] = 1, 2
+    np.testing.assert_array_equal(labels_to_classes(lab, boundary_width=1)[1], [1, 1, 2, 2, 1, 1])
+    cls = labels_to_classes(_two_touching_discs())
+    interior_a = (cls == INTERIOR) & (_two_touching_discs() == 1)
+    interior_b = (cls == INTERIOR) & (_two_touching_discs() == 2)
+    grown = np.zeros_like(interior_a)  # 8-neighbourhood of A's interior
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            grown |= np.roll(interior_a, (dr, dc), axis=(0, 1))
+    assert not (grown & interior_b).any()
+
+
+def test_labels_to_classes_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        labels_to_classes(np.zeros((4, 4), float))
+    with pytest.raises(ValueError, match="labels"):
+        labels_to_classes(np.zeros((2, 4, 4), int))
+    with pytest.raises(ValueError, match="boundary_width"):
+        labels_to_classes(np.zeros((4, 4), int), boundary_width=0)
+
+
+# ----------------------------------------------------------------------------- instances
+
+
+def test_touching_discs_are_split() -> None:
+    truth = _two_touching_discs()
+    probs = classes_to_probabilities(labels_to_classes(truth))
+    labels = probabilities_to_labels(probs)
+    assert labels.dtype == np.uint32 and labels.max() == 2
+    iou = iou_matrix(truth, labels.astype(np.int64))
+    assert (iou.max(axis=1) > 0.8).all()
+
+
+def test_single_disc_stays_one_object() -> None:
+    truth = np.zeros((40, 40), dtype=np.int32)
+    truth[disk((20, 20), 12)] = 1
+    # Soft, realistic probabilities: interior fades towards the edge, boundary takes over.
+    cls = labels_to_classes(truth, boundary_width=2)
+    probs = 0.8 * classes_to_probabilities(cls) + 0.2 / 3
+    labels = probabilities_to_labels(probs)
+    assert labels.max() == 1
+    assert iou_matrix(truth, labels.astype(np.int64))[0, 0] > 0.95
+
+
+def test_empty_map_gives_no_object() -> None:
+    probs = np.zeros((3, 16, 16), dtype=np.float32)
+    probs[0] = 1.0
+    labels = probabilities_to_labels(probs)
+    assert labels.dtype == np.uint32 and labels.shape == (16, 16) and labels.max() == 0
+    assert probabilities_to_labels(np.zeros((16, 16))).max() == 0
+
+
+def test_seedless_and_small_components() -> None:
+    # A 5x5 object that is all boundary (no confident interior) is still found; a 2x2 blob
+    # is below min_size and dropped.
+    probs = np.zeros((3, 20, 20), dtype=np.float32)
+    probs[0] = 1.0
+    probs[:, 2:7, 2:7] = np.array([0.1, 0.3, 0.6])[:, None, None]
+    probs[:, 15:17, 15:17] = np.array([0.0, 1.0, 0.0])[:, None, None]
+    labels = probabilities_to_labels(probs, min_size=16)
+    assert labels.max() == 1 and (labels[2:7, 2:7] == 1).all() and labels.sum() == 25
+    assert probabilities_to_labels(probs, min_size=4).max() == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_round_trip_random_ellipses(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (96, 96)
+    truth = np.zeros(shape, dtype=np.int32)
+    n = 0
+    for _ in range(60):
+        r, c = rng.uniform(8, 88, size=2)
+        ry, rx = rng.uniform(4, 10, size=2)
+        rr, cc = ellipse(r, c, ry, rx, shape=shape, rotation=rng.uniform(0, np.pi))
+        if (truth[rr, cc] > 0).any():
+            continue  # non-overlapping (touching allowed)
+        n += 1
+        truth[rr, cc] = n
+    assert n >= 8
+    probs = classes_to_probabilities(labels_to_classes(truth))
+    labels = probabilities_to_labels(probs, min_size=8)
+    assert dsb_image_score(truth, labels.astype(np.int64)).score >= 0.9
+
+
+def test_foreground_only_map_splits_with_distance_seeds() -> None:
+    truth = _two_touching_discs()
+    fg = (truth > 0).astype(np.float32)
+    labels = probabilities_to_labels(fg)
+    assert labels.max() == 2
+    assert (iou_matrix(truth, labels.astype(np.int64)).max(axis=1) > 0.8).all()
+    single = np.zeros((40, 40), dtype=np.float32)
+    single[ellipse(20, 20, 8, 15)] = 0.9  # elongated: still one object
+    assert probabilities_to_labels(single).max() == 1
+
+
+def test_probabilities_to_labels_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="probs"):
+        probabilities_to_labels(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="probs"):
+        probabilities_to_labels(np.full((8, 8), np.nan))
+    with pytest.raises(ValueError, match="threshold"):
+        probabilities_to_labels(np.zeros((8, 8)), threshold=1.0)
+    with pytest.raises(ValueError, match="min_size"):
+        probabilities_to_labels(np.zeros((8, 8)), min_size=-1)
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_normalize_image_any_dtype(dtype) -> None:
+    rng = np.random.default_rng(0)
+    top = 200 if dtype == np.uint8 else 4000
+    img = rng.integers(0, top, size=(32, 32)).astype(dtype)
+    out = normalize_image(img)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    assert out.min() == 0.0 and out.max() == 1.0
+    lo, hi = np.percentile(img.astype(np.float64), [1, 99.8])
+    np.testing.assert_allclose(out, np.clip((img - lo) / (hi - lo), 0, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_image_scale_invariant_across_bit_depths() -> None:
+    img8 = np.random.default_rng(1).integers(0, 256, size=(16, 16)).astype(np.uint8)
+    img16 = img8.astype(np.uint16) * 257  # the same picture stored as 16-bit
+    np.testing.assert_allclose(normalize_image(img8), normalize_image(img16), atol=1e-6)
+
+
+def test_normalize_image_constant_and_sparse() -> None:
+    for value in (0, 7, 65535):
+        out = normalize_image(np.full((10, 10), value, dtype=np.uint16))
+        assert out.dtype == np.float32 and not out.any()
+    # 2 bright pixels out of 10 000: both percentiles are the background; fall back to min/max
+    # rather than erasing the nuclei.
+    sparse = np.full((100, 100), 10, dtype=np.uint16)
+    sparse[5, 5] = sparse[50, 50] = 1000
+    out = normalize_image(sparse)
+    assert out[5, 5] == 1.0 and out[0, 0] == 0.0
+    assert normalize_image(np.zeros((4, 4), bool)).max() == 0.0
+
+
+def test_normalize_image_per_channel_and_errors() -> None:
+    img = np.stack([np.arange(16.0).reshape(4, 4), 1000 * np.arange(16.0).reshape(4, 4)])
+    out = normalize_image(img, 0, 100, channel_axis=0)
+    np.testing.assert_allclose(out[0], out[1])
+    np.testing.assert_allclose(out[0], np.arange(16).reshape(4, 4) / 15, rtol=1e-6)
+    with pytest.raises(ValueError, match="img"):
+        normalize_image(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="img"):
+        normalize_image(np.array([["a"]]))
+    with pytest.raises(ValueError, match="low"):
+        normalize_image(img, 50, 10)
+    with pytest.raises(ValueError, match="channel_axis"):
+        normalize_image(img, channel_axis=3)
