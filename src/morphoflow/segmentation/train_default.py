@@ -33,13 +33,37 @@ from morphoflow.segmentation.unet import NucleusUNet, UNetConfig, predict_probab
 Sample = tuple[np.ndarray, np.ndarray]
 
 
-def screen_site_sample(rng: np.random.Generator) -> Sample | None:
-    """DNA channel and truth of one simulated Cell Painting site (None if unavailable)."""
-    try:
-        from morphoflow.screen.synthetic import random_dna_site
-    except ImportError:
-        return None
-    return random_dna_site(rng)
+def screen_site_sample(rng: np.random.Generator) -> Sample:
+    """DNA channel and truth of one simulated Cell Painting site with a random cell line look,
+    optics and phenotype shift."""
+    from morphoflow.screen.synthetic import LATENT_DIMS, CellLine, Optics, render_site
+
+    line = CellLine(
+        nucleus_radius=float(rng.uniform(6.0, 16.0)),
+        axis_ratio=float(rng.uniform(0.6, 0.9)),
+        chromatin_scale=float(rng.uniform(0.8, 2.0)),
+        texture=float(rng.uniform(0.05, 0.35)),
+        touching=float(rng.uniform(0.05, 0.4)),
+    )
+    optics = Optics(
+        gain=tuple(float(g) for g in rng.uniform(0.5, 2.0, 5)),
+        blur=tuple(float(b) for b in rng.uniform(0.5, 2.0, 5)),
+        illumination_centre=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))),
+        electrons_per_adu=float(rng.uniform(0.5, 3.0)),
+    )
+    size = 192
+    max_cells = int(0.45 * size * size / (np.pi * (line.nucleus_radius * 1.25) ** 2))
+    n_cells = int(rng.integers(3, max(4, max_cells)))
+    shift = rng.normal(0.0, 0.7, len(LATENT_DIMS))
+    for attempt in range(4):
+        try:
+            image, labels = render_site(rng, size=size, n_cells=max(1, n_cells >> attempt),
+                                        shift=shift, cell_line=line, optics=optics)
+            return image[0], labels
+        except ValueError:
+            continue
+    image, labels = render_site(rng, size=size, n_cells=1, cell_line=line, optics=optics)
+    return image[0], labels
 
 
 def sample_stream(seed: int, screen_fraction: float, size: int = 192) -> Iterator[Sample]:
@@ -47,11 +71,9 @@ def sample_stream(seed: int, screen_fraction: float, size: int = 192) -> Iterato
     rng = np.random.default_rng(seed)
     while True:
         if rng.random() < screen_fraction:
-            sample = screen_site_sample(rng)
-            if sample is not None:
-                yield sample
-                continue
-        yield random_nuclei_image(rng, (size, size))
+            yield screen_site_sample(rng)
+        else:
+            yield random_nuclei_image(rng, (size, size))
 
 
 class _Batches(torch.utils.data.IterableDataset):
@@ -73,10 +95,7 @@ def validation_set(seed: int, n_wide: int, n_screen: int) -> list[Sample]:
     """Fixed held-out images: ``n_wide`` wide-domain draws + ``n_screen`` screen sites."""
     rng = np.random.default_rng(seed)
     samples = [random_nuclei_image(rng, (256, 256)) for _ in range(n_wide)]
-    for _ in range(n_screen):
-        sample = screen_site_sample(rng)
-        if sample is not None:
-            samples.append(sample)
+    samples.extend(screen_site_sample(rng) for _ in range(n_screen))
     return samples
 
 
@@ -149,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     metadata: dict[str, object] = {
         "command": "python -m morphoflow.segmentation.train_default " + " ".join(sys.argv[1:] if argv is None else argv),
         "steps": step, "train_seconds": round(train_seconds, 1), "device": str(device),
-        "torch": torch.__version__, "final_loss": float(np.mean(losses[-100:])),
+        "torch": str(torch.__version__), "final_loss": float(np.mean(losses[-100:])),
         "validation": {"n_images": len(samples), **scores},
         "training_data": "wide-domain synthetic nuclei + simulated Cell Painting DNA sites",
     }

@@ -8,6 +8,7 @@ holding the architecture, the weights (float16 by default, a few MB) and free-fo
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,10 @@ def save_unet(model: NucleusUNet, path: str | Path, metadata: dict[str, Any] | N
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
         for k, v in model.state_dict().items()
     }
+    # JSON round trip: metadata must load with torch.load(weights_only=True) (plain types only)
+    plain = json.loads(json.dumps(dict(metadata or {}), default=str))
     payload = {"format": _FORMAT, "config": asdict(model.config), "state_dict": state,
-               "metadata": dict(metadata or {})}
+               "metadata": plain}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
