@@ -109,19 +109,10 @@ def validate_screen_command(
 
 def _load_segmentation_model(model: str | None):
     """A U-Net from a file, an MLflow ``models:/`` / ``runs:/`` URI, or the shipped default."""
+    from morphoflow.lifecycle.resolve import resolve_model_file
     from morphoflow.segmentation.unet import load_unet
 
-    if model is None:
-        return load_unet()
-    if "://" in model or model.startswith(("models:/", "runs:/")):
-        import mlflow
-
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
-        candidates = [local] if local.is_file() else sorted(local.rglob("*.pt"))
-        if not candidates:
-            raise ValueError(f"{model} holds no morphoflow U-Net (.pt) file")
-        return load_unet(candidates[0])
-    return load_unet(Path(model))
+    return load_unet(resolve_model_file(model))
 
 
 @app.command("segment")

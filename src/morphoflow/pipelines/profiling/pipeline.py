@@ -1,18 +1,25 @@
-"""profiling pipeline.
-
-Today it is the data_validation stage only (the first stage of profiling); segmentation,
-crops, features, aggregation, batch correction and evaluation are added as they land.
-"""
+"""profiling pipeline: data validation -> nuclei segmentation per site -> (crops, features,
+profiles, batch correction, evaluation: added as they land)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
 from morphoflow.pipelines.data_validation import create_pipeline as data_validation
+from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
 
 
 def create_pipeline(**kwargs: Any) -> Pipeline:
-    """Stages of profiling that exist so far: data validation."""
-    return data_validation()
+    """The stages of profiling that exist so far."""
+    return data_validation() + Pipeline(
+        [
+            Node(
+                segment_nuclei_per_site,
+                ["validated_image_table", "params:screen", "params:nuclei"],
+                "nuclei_locations",
+                name="segment_nuclei",
+            ),
+        ]
+    )

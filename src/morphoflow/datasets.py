@@ -1,0 +1,39 @@
+"""Kedro datasets of morphoflow objects (models) that the catalog stores as files."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from morphoflow.segmentation.unet import NucleusUNet, load_unet, save_unet
+
+
+class UNetModelDataset(AbstractDataset[NucleusUNet, NucleusUNet]):
+    """A nucleus U-Net saved with :func:`morphoflow.segmentation.unet.save_unet`.
+
+    Metadata given in the catalog (``metadata``) is stored inside the file; the loaded model
+    carries the file's metadata as ``model.metadata``.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> NucleusUNet:
+        try:
+            model, meta = load_unet(Path(self._filepath))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DatasetError(str(exc)) from exc
+        model.metadata = meta  # type: ignore[attr-defined]
+        return model
+
+    def _save(self, data: NucleusUNet) -> None:
+        save_unet(data, Path(self._filepath), getattr(data, "metadata", None))
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

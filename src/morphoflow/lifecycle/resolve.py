@@ -1,0 +1,37 @@
+"""Resolve a model reference (file path, MLflow URI, or the shipped default) to a local file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def resolve_model_file(reference: str | Path | None, suffix: str = ".pt") -> Path | None:
+    """A local model file for a reference.
+
+    Args:
+        reference: ``None``/``"default"`` (the caller's shipped default: returns None), a local
+            path, or an MLflow URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+            ``runs:/RUN_ID/PATH``) whose artifacts are downloaded to MLflow's cache.
+        suffix: File type to look for inside a downloaded artifact folder.
+
+    Returns:
+        The file, or None for the default.
+
+    Raises:
+        FileNotFoundError: A local path does not exist, or the artifacts hold no such file.
+    """
+    if reference is None or str(reference) in ("", "default"):
+        return None
+    text = str(reference)
+    if text.startswith(("models:/", "runs:/")) or "://" in text:
+        import mlflow
+
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        candidates = [local] if local.is_file() else sorted(local.rglob(f"*{suffix}"))
+        if not candidates:
+            raise FileNotFoundError(f"{text} holds no {suffix} model file")
+        return candidates[0]
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return path

@@ -1,0 +1,130 @@
+"""Nodes of the segmentation pipeline: thin wrappers over morphoflow.segmentation."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morphoflow.lifecycle.resolve import resolve_model_file
+from morphoflow.pipelines.data_validation.nodes import screen_root
+from morphoflow.segmentation.evaluation import (
+    evaluate_views,
+    flat_metrics,
+    iter_dna_and_truth,
+    overlay_figure,
+    require_truth,
+    scores_table,
+    split_by_plate,
+)
+from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.training import TrainConfig, cycle_samples, train_unet
+from morphoflow.segmentation.unet import NucleusUNet, UNetConfig, load_unet, predict_probabilities
+
+
+def split_sites(image_table: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training sites and held-out-plate sites (both need ground-truth masks)."""
+    require_truth(image_table)
+    return split_by_plate(image_table, params["holdout"])
+
+
+def train_nucleus_unet(
+    train_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+) -> tuple[NucleusUNet, dict[str, list[dict[str, float]]]]:
+    """Train (or fine-tune the shipped) U-Net on training plates; per-epoch losses for MLflow."""
+    train = dict(params["train"])
+    init = train.pop("init", "default")
+    max_sites = train.pop("max_sites", None)
+    sites = train_sites if max_sites is None else train_sites.head(int(max_sites))
+    samples = list(iter_dna_and_truth(sites, screen_root(screen)))
+    model = None
+    if init != "random":
+        model, _ = load_unet(resolve_model_file(init))
+        train["unet"] = model.config
+    config = TrainConfig(**train)
+    model, history = train_unet(cycle_samples(samples, config.seed), config, model=model)
+    model.metadata = {"init": str(init), "train": config.to_dict(), "n_train_sites": len(samples),
+                      "train_plates": sorted(sites["Metadata_Plate"].unique().tolist())}
+    metrics = {
+        f"unet.{name}": [{"value": h[name], "step": int(h["epoch"])} for h in history]
+        for name in ("train_loss", "epoch_seconds")
+    }
+    return model, metrics
+
+
+def _unet_segmenter(model: NucleusUNet, postprocess: dict[str, Any]):
+    predict = partial(predict_probabilities, model)
+
+    def segment(image: np.ndarray, views: int) -> np.ndarray:
+        return segment_nuclei(predict, image, views=views, **postprocess).labels
+
+    return segment
+
+
+def evaluate_nucleus_unet(
+    model: NucleusUNet, test_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """DSB scores with and without TTA on held-out plates, per-image table and overlay figure."""
+    evaluation = params["evaluation"]
+    sites = test_sites.head(int(evaluation["max_sites"]))
+    samples = list(iter_dna_and_truth(sites, screen_root(screen)))
+    views = [int(v) for v in evaluation["views"]]
+    scores, predictions = evaluate_views(_unet_segmenter(model, params["postprocess"]), samples, views)
+    metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "unet").items()}
+    table = scores_table(scores, sites, "unet")
+    # overlay of the held-out site where TTA changed the score most
+    low, high = min(views), max(views)
+    gains = [b.score - a.score for a, b in zip(scores[low].images, scores[high].images, strict=True)]
+    pick = int(np.argmax(np.abs(gains)))
+    image, truth = samples[pick]
+    figure = overlay_figure(
+        image,
+        truth,
+        {f"U-Net, {low} view(s)": predictions[low][pick], f"U-Net + TTA, {high} views": predictions[high][pick]},
+        {f"U-Net, {low} view(s)": scores[low].images[pick].score,
+         f"U-Net + TTA, {high} views": scores[high].images[pick].score},
+        title="held-out site " + "/".join(str(sites.iloc[pick][k]) for k in ("Metadata_Plate", "Metadata_Well", "Metadata_Site")),
+    )
+    return metrics, table, figure
+
+
+def train_and_evaluate_maskrcnn(
+    train_sites: pd.DataFrame, test_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Mask R-CNN trained on the same plates and scored with/without instance TTA (opt-in).
+
+    With ``maskrcnn.enabled: false`` (default: CPU training of a ResNet-50 FPN takes long) no
+    model is trained and empty results are returned; the run's parameters record that choice.
+    """
+    options = params["maskrcnn"]
+    if not options.get("enabled", False):
+        return {}, pd.DataFrame()
+    from morphoflow.segmentation.maskrcnn import (
+        MaskRCNNConfig,
+        build_maskrcnn,
+        segment_instances,
+        train_maskrcnn,
+    )
+
+    root = screen_root(screen)
+    config = MaskRCNNConfig(**options.get("config", {}))
+    model = build_maskrcnn(config, options.get("weights_path"))
+    train = list(iter_dna_and_truth(train_sites, root))
+    model, _ = train_maskrcnn(
+        model, cycle_samples(train, int(options.get("seed", 0))), config,
+        steps=int(options["steps"]), batch_size=int(options["batch_size"]),
+        lr=float(options["lr"]), seed=int(options.get("seed", 0)),
+    )
+    sites = test_sites.head(int(params["evaluation"]["max_sites"]))
+    samples = list(iter_dna_and_truth(sites, root))
+
+    def segment(image: np.ndarray, views: int) -> np.ndarray:
+        return segment_instances(model, image, config, views=views)[0]
+
+    scores, _ = evaluate_views(segment, samples, [int(v) for v in params["evaluation"]["views"]])
+    metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "maskrcnn").items()}
+    return metrics, scores_table(scores, sites, "maskrcnn")
+
+
