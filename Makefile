@@ -29,7 +29,7 @@ $(DEMO)/screen.json: | $(STAMP)
 demo: $(DEMO)/screen.json
 
 run: setup demo
-	$(BIN)/kedro run --pipeline=profiling
+	$(BIN)/kedro run --pipelines=profiling
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -64,6 +64,18 @@ def split_by_plate(
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def spread_sites(table: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """At most ``n`` sites spread evenly over plates (round-robin over plates in sorted order).
+
+    ``None`` keeps every site. The choice is deterministic.
+    """
+    if n is None or n >= len(table):
+        return table.reset_index(drop=True)
+    rank = table.groupby("Metadata_Plate", sort=True).cumcount()
+    order = table.assign(_rank=rank).sort_values(["_rank", "Metadata_Plate"], kind="stable")
+    return order.head(int(n)).drop(columns="_rank").sort_index().reset_index(drop=True)
+
+
 def iter_dna_and_truth(table: pd.DataFrame, root: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream (DNA image, truth labels) for every site of the table."""
     require_truth(table)

@@ -18,6 +18,7 @@ from morphoflow.segmentation.evaluation import (
     require_truth,
     scores_table,
     split_by_plate,
+    spread_sites,
 )
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.training import TrainConfig, cycle_samples, train_unet
@@ -37,7 +38,7 @@ def train_nucleus_unet(
     train = dict(params["train"])
     init = train.pop("init", "default")
     max_sites = train.pop("max_sites", None)
-    sites = train_sites if max_sites is None else train_sites.head(int(max_sites))
+    sites = spread_sites(train_sites, max_sites)
     samples = list(iter_dna_and_truth(sites, screen_root(screen)))
     model = None
     if init != "random":
@@ -68,7 +69,7 @@ def evaluate_nucleus_unet(
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
     """DSB scores with and without TTA on held-out plates, per-image table and overlay figure."""
     evaluation = params["evaluation"]
-    sites = test_sites.head(int(evaluation["max_sites"]))
+    sites = spread_sites(test_sites, evaluation["max_sites"])
     samples = list(iter_dna_and_truth(sites, screen_root(screen)))
     views = [int(v) for v in evaluation["views"]]
     scores, predictions = evaluate_views(_unet_segmenter(model, params["postprocess"]), samples, views)
@@ -117,7 +118,7 @@ def train_and_evaluate_maskrcnn(
         steps=int(options["steps"]), batch_size=int(options["batch_size"]),
         lr=float(options["lr"]), seed=int(options.get("seed", 0)),
     )
-    sites = test_sites.head(int(params["evaluation"]["max_sites"]))
+    sites = spread_sites(test_sites, params["evaluation"]["max_sites"])
     samples = list(iter_dna_and_truth(sites, root))
 
     def segment(image: np.ndarray, views: int) -> np.ndarray:

@@ -1,0 +1,73 @@
+"""The segmentation and profiling pipelines run through `kedro run` on a simulated screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from morphoflow.segmentation.metrics import dsb_score
+
+
+def _latest_run(project: Path) -> mlflow.entities.Run:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["morphoflow"], output_format="list",
+                              order_by=["start_time DESC"])
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_profiling_segments_every_site(kedro_project: Path, run_pipeline, tiny_simulated_screen: Path) -> None:
+    run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
+
+    table = pd.read_parquet(kedro_project / "data/03_primary/image_table.parquet")
+    nuclei = pd.read_parquet(kedro_project / "data/03_primary/nuclei_locations.parquet")
+    keys = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+    assert nuclei.groupby(keys).ngroups == len(table)
+    assert {"Nuclei_Location_Center_X", "Nuclei_Location_Center_Y"} <= set(nuclei.columns)
+
+    # the label images agree with the simulator's ground truth
+    labels_dir = kedro_project / "data/03_primary/nuclei_labels"
+    truths, preds = [], []
+    for _, site in table.iterrows():
+        truths.append(tifffile.imread(tiny_simulated_screen / site["Path_NucleiTruth"]).astype(np.int64))
+        relative = nuclei.loc[(nuclei[keys] == site[keys]).all(axis=1), "Path_NucleiLabels"].iloc[0]
+        preds.append(tifffile.imread(labels_dir / relative).astype(np.int64))
+    assert dsb_score(truths, preds).score > 0.6
+    assert _latest_run(kedro_project).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_segmentation_pipeline_trains_evaluates_and_logs(
+    kedro_project: Path, run_pipeline, tiny_simulated_screen: Path
+) -> None:
+    run_pipeline(
+        "segmentation",
+        {
+            "screen.root": tiny_simulated_screen,
+            "segmentation.train.epochs": 2,
+            "segmentation.train.steps_per_epoch": 2,
+            "segmentation.train.batch_size": 2,
+            "segmentation.evaluation.max_sites": 4,
+        },
+    )
+    assert (kedro_project / "data/06_models/nuclei_unet.pt").is_file()
+    scores = pd.read_csv(kedro_project / "data/08_reporting/segmentation/unet_scores.csv")
+    assert set(scores["views"]) == {1, 8}
+    assert set(scores["Metadata_Plate"]) == {"S1_P02", "S2_P02"}  # held-out plates only
+    assert (kedro_project / "data/08_reporting/segmentation/tta_overlay.png").is_file()
+
+    run = _latest_run(kedro_project)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    for views in (1, 8):
+        assert 0.0 <= metrics[f"segmentation.unet.views{views}.dsb_score"] <= 1.0
+        assert f"segmentation.unet.views{views}.dsb_ap_0.95" in metrics
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "segmentation.unet.train_loss")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "segmentation")}
+    assert {"segmentation/tta_overlay.png", "segmentation/unet_scores.csv"} <= artifacts
