@@ -39,6 +39,8 @@ class TrainConfig:
         weight_decay: Adam weight decay.
         class_weights: Cross-entropy weights of background, interior, boundary.
         boundary_width: Boundary band of the 3-class target, in pixels.
+        freeze_batchnorm: Keep BatchNorm running statistics (and affine weights) fixed, as
+            usual when fine-tuning a trained model on few, small batches.
         seed: Seed of weights init, sampling and augmentation.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         unet: Architecture.
@@ -52,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     class_weights: tuple[float, float, float] = (1.0, 1.0, 3.0)
     boundary_width: int = 2
+    freeze_batchnorm: bool = False
     seed: int = 0
     device: str = "auto"
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -132,7 +135,14 @@ def train_unet(
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
     model = (model or NucleusUNet(config.unet)).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.requires_grad_(False)
+    optimiser = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.lr, weight_decay=config.weight_decay,
+    )
     total = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
@@ -142,6 +152,10 @@ def train_unet(
     history: list[dict[str, float]] = []
     for epoch in range(1, config.epochs + 1):
         model.train()
+        if config.freeze_batchnorm:
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
         started = time.perf_counter()
         losses = []
         for _ in range(config.steps_per_epoch):

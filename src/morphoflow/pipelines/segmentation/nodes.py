@@ -67,28 +67,40 @@ def _unet_segmenter(model: NucleusUNet, postprocess: dict[str, Any]):
 def evaluate_nucleus_unet(
     model: NucleusUNet, test_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
-    """DSB scores with and without TTA on held-out plates, per-image table and overlay figure."""
+    """DSB scores with and without TTA on held-out plates, per-image table and overlay figure.
+
+    When the model was fine-tuned from an initial model, that model is scored on the same sites
+    too (``unet_initial.*``), so the run shows whether fine-tuning helped.
+    """
     evaluation = params["evaluation"]
     sites = spread_sites(test_sites, evaluation["max_sites"])
     samples = list(iter_dna_and_truth(sites, screen_root(screen)))
     views = [int(v) for v in evaluation["views"]]
     scores, predictions = evaluate_views(_unet_segmenter(model, params["postprocess"]), samples, views)
-    metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "unet").items()}
-    table = scores_table(scores, sites, "unet")
+    flat = flat_metrics(scores, "unet")
+    tables = [scores_table(scores, sites, "unet")]
+    init = params["train"].get("init", "default")
+    if init != "random":
+        initial, _ = load_unet(resolve_model_file(init))
+        initial_scores, _ = evaluate_views(_unet_segmenter(initial, params["postprocess"]), samples, views)
+        flat.update(flat_metrics(initial_scores, "unet_initial"))
+        tables.append(scores_table(initial_scores, sites, "unet_initial"))
+    metrics = {k: {"value": v, "step": 0} for k, v in flat.items()}
     # overlay of the held-out site where TTA changed the score most
     low, high = min(views), max(views)
     gains = [b.score - a.score for a, b in zip(scores[low].images, scores[high].images, strict=True)]
     pick = int(np.argmax(np.abs(gains)))
     image, truth = samples[pick]
+    names = (f"U-Net, {low} view(s)", f"U-Net + TTA, {high} views")
     figure = overlay_figure(
         image,
         truth,
-        {f"U-Net, {low} view(s)": predictions[low][pick], f"U-Net + TTA, {high} views": predictions[high][pick]},
-        {f"U-Net, {low} view(s)": scores[low].images[pick].score,
-         f"U-Net + TTA, {high} views": scores[high].images[pick].score},
-        title="held-out site " + "/".join(str(sites.iloc[pick][k]) for k in ("Metadata_Plate", "Metadata_Well", "Metadata_Site")),
+        {names[0]: predictions[low][pick], names[1]: predictions[high][pick]},
+        {names[0]: scores[low].images[pick].score, names[1]: scores[high].images[pick].score},
+        title="held-out site "
+        + "/".join(str(sites.iloc[pick][k]) for k in ("Metadata_Plate", "Metadata_Well", "Metadata_Site")),
     )
-    return metrics, table, figure
+    return metrics, pd.concat(tables, ignore_index=True), figure
 
 
 def train_and_evaluate_maskrcnn(
