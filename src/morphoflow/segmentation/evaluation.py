@@ -20,7 +20,8 @@ _KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
 def require_truth(table: pd.DataFrame) -> None:
     """Refuse a table without ground-truth nucleus masks (named column)."""
-    if TRUTH_COLUMN not in table.columns or (table[TRUTH_COLUMN].astype(str) == "").any():
+    column = table.get(TRUTH_COLUMN)
+    if column is None or (column.isna() | (column.astype(str).str.strip() == "")).any():
         raise ValueError(
             f"segmentation training/evaluation needs ground-truth nucleus masks: every site must "
             f"have a {TRUTH_COLUMN} (load_data.csv columns FileName_NucleiTruth + "

@@ -1,0 +1,288 @@
+"""Tests of morphoflow.segmentation.files and the `morphoflow segment` / `score-segmentation` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from morphoflow.cli import app
+from morphoflow.screen.synthetic import render_site
+from morphoflow.segmentation.files import (
+    base_stem,
+    collect_images,
+    label_dtype,
+    load_channel,
+    pair_label_files,
+    read_labels,
+    unique_stems,
+    write_labels,
+)
+
+COLUMNS = [
+    "ObjectNumber",
+    "Nuclei_Location_Center_X",
+    "Nuclei_Location_Center_Y",
+    "Nuclei_AreaShape_Area",
+    "Nuclei_TTA_Agreement",
+]
+THRESHOLD_KEYS = [f"{0.5 + 0.05 * i:.2f}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def site() -> tuple[np.ndarray, np.ndarray]:
+    """A simulated 5-channel site (uint16) and its truth labels."""
+    return render_site(11, size=160, n_cells=12)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, site: tuple[np.ndarray, np.ndarray]) -> dict[str, Path]:
+    image, _ = site
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "siteA.tif", image[0])
+    tifffile.imwrite(folder / "siteB.tif", image)  # (C, H, W), DNA first
+    return {"dna": folder / "siteA.tif", "stack": folder / "siteB.tif", "folder": folder}
+
+
+def _run(*args: str | Path):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _check_outputs(out: Path, stem: str) -> np.ndarray:
+    labels = tifffile.imread(out / f"{stem}_labels.tif")
+    assert labels.dtype == np.uint16
+    table = pd.read_csv(out / f"{stem}_nuclei.csv")
+    assert list(table.columns) == COLUMNS
+    assert len(table) == int(labels.max())
+    np.testing.assert_array_equal(np.unique(labels), np.arange(labels.max() + 1))
+    return labels
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_segment_and_score_round_trip(
+    tmp_path: Path, inputs: dict[str, Path], site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    out = tmp_path / "out"
+    result = _run("segment", inputs["dna"], "--out", out, "--no-tta")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["views"] == 1
+    labels = _check_outputs(out, "siteA")
+    assert report["images"] == [{"image": str(inputs["dna"]), "nuclei": int(labels.max())}]
+    assert table_agreement(out / "siteA_nuclei.csv") == {1.0}
+
+    truth_dir = tmp_path / "truth"
+    write_labels(truth_dir / "siteA_labels.tif", truth)
+    result = _run("score-segmentation", "--pred", out, "--truth", truth_dir)
+    assert result.exit_code == 0, result.output
+    score = json.loads(result.stdout)
+    assert 0.0 < score["dsb_score"] <= 1.0
+    assert score["dsb_score"] > 0.8  # measured 0.95 for this site (shipped model, no TTA)
+    assert list(score["per_threshold"]) == THRESHOLD_KEYS
+    assert score["n_images"] == 1
+    assert list(score["images"]) == ["siteA"]
+    assert score["per_threshold"]["0.50"] >= score["per_threshold"]["0.95"]
+
+
+def table_agreement(path: Path) -> set[float]:
+    return set(pd.read_csv(path)["Nuclei_TTA_Agreement"].round(6))
+
+
+def test_segment_with_tta_views(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    out = tmp_path / "out"
+    result = _run("segment", inputs["dna"], "--out", out, "--tta", "--views", "8")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["views"] == 8
+    _check_outputs(out, "siteA")
+    agreement = pd.read_csv(out / "siteA_nuclei.csv")["Nuclei_TTA_Agreement"]
+    assert agreement.between(0.0, 1.0).all()
+
+
+def test_segment_multichannel_with_channel(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    out = tmp_path / "out"
+    result = _run(
+        "segment", inputs["stack"], inputs["dna"], "--out", out, "--no-tta", "--channel", "0"
+    )
+    assert result.exit_code == 0, result.output
+    from_stack = _check_outputs(out, "siteB")
+    from_dna = _check_outputs(out, "siteA")
+    # channel 0 of the stack is the DNA image: same labels
+    np.testing.assert_array_equal(from_stack, from_dna)
+
+
+def test_segment_multichannel_without_channel_fails(
+    tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    result = _run("segment", inputs["stack"], "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "siteB.tif" in result.stderr and "--channel" in result.stderr
+    assert not (tmp_path / "out" / "siteB_labels.tif").exists()
+
+
+def test_segment_a_folder(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    # a folder holding a multi-channel image and a 2-D one: --channel 0 works for both
+    result = _run(
+        "segment", inputs["folder"], "--out", tmp_path / "out", "--no-tta", "--channel", "0"
+    )
+    assert result.exit_code == 0, result.output
+    names = [Path(i["image"]).name for i in json.loads(result.stdout)["images"]]
+    assert names == ["siteA.tif", "siteB.tif"]
+
+
+def test_segment_missing_image_fails(tmp_path: Path) -> None:
+    result = _run("segment", tmp_path / "nothing.tif", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "nothing.tif" in result.stderr
+
+
+def test_score_truth_without_prediction_fails(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    pred, truth_dir = tmp_path / "pred", tmp_path / "truth"
+    write_labels(pred / "siteA_labels.tif", truth)
+    write_labels(truth_dir / "siteA_labels.tif", truth)
+    write_labels(truth_dir / "siteC_nuclei_truth.tif", truth)
+    result = _run("score-segmentation", "--pred", pred, "--truth", truth_dir)
+    assert result.exit_code == 2
+    assert "siteC_nuclei_truth.tif" in result.stderr
+
+
+def test_score_perfect_prediction_is_one(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    write_labels(tmp_path / "pred" / "x_labels.tif", truth)
+    write_labels(tmp_path / "truth" / "x_masks.tif", truth)
+    result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dsb_score"] == 1.0
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("A01_s1_labels.tif", "A01_s1"),
+        ("A01_s1.tif", "A01_s1"),
+        ("A01_s1_nuclei_truth.tiff", "A01_s1"),
+        ("x_masks.png", "x"),
+        ("x_mask.png", "x"),
+        ("x_truth.TIF", "x"),
+        ("a_mask_labels.tif", "a_mask"),  # one suffix stripped
+        ("a_labels_b.tif", "a_labels_b"),  # only at the end
+        ("plain", "plain"),
+    ],
+)
+def test_base_stem(name: str, stem: str) -> None:
+    assert base_stem(Path("some/dir") / name) == stem
+
+
+def _labels(tmp: Path, *names: str) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        write_labels(tmp / name, np.eye(4, dtype=np.uint16))
+    return tmp
+
+
+def test_pair_label_files(tmp_path: Path) -> None:
+    pred = _labels(tmp_path / "pred", "b_labels.tif", "a_labels.tif", "extra_labels.tif")
+    (pred / "a_nuclei.csv").write_text("ignored\n")
+    truth = _labels(tmp_path / "truth", "b_nuclei_truth.tif", "a.tif")
+    pairs = pair_label_files(pred, truth)
+    assert pairs == [
+        ("a", pred / "a_labels.tif", truth / "a.tif"),
+        ("b", pred / "b_labels.tif", truth / "b_nuclei_truth.tif"),
+    ]  # sorted by stem; predictions without truth are ignored
+
+
+def test_pair_label_files_errors(tmp_path: Path) -> None:
+    pred = _labels(tmp_path / "pred", "a_labels.tif")
+    truth = _labels(tmp_path / "truth", "a_truth.tif", "z_truth.tif")
+    with pytest.raises(FileNotFoundError, match="z_truth.tif"):
+        pair_label_files(pred, truth)
+    with pytest.raises(FileNotFoundError, match="folder not found"):
+        pair_label_files(tmp_path / "missing", truth)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no label images"):
+        pair_label_files(pred, tmp_path / "empty")
+
+
+def test_label_dtype() -> None:
+    assert label_dtype(np.zeros((3, 3), np.int64)) == np.uint16
+    assert label_dtype(np.array([[0, 65534]])) == np.uint16
+    assert label_dtype(np.array([[0, 65535]])) == np.uint32
+    assert label_dtype(np.array([[0, 70000]], np.uint32)) == np.uint32
+
+
+def test_write_and_read_labels_keep_values(tmp_path: Path) -> None:
+    big = np.array([[0, 1], [70000, 3]], np.uint32)
+    write_labels(tmp_path / "big.tif", big)
+    assert tifffile.imread(tmp_path / "big.tif").dtype == np.uint32
+    np.testing.assert_array_equal(read_labels(tmp_path / "big.tif"), big)
+    small = np.array([[0, 2], [1, 0]], np.int64)
+    write_labels(tmp_path / "small.tif", small)
+    assert tifffile.imread(tmp_path / "small.tif").dtype == np.uint16
+    np.testing.assert_array_equal(read_labels(tmp_path / "small.tif"), small)
+
+
+def test_read_labels_rejects_non_label_images(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "f.tif", np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="must hold integers"):
+        read_labels(tmp_path / "f.tif")
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((2, 4, 4), np.uint16))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        read_labels(tmp_path / "s.tif")
+
+
+def test_collect_images(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("b.tif", "a.png", "c.TIFF", "a_labels.tif", "notes.txt"):
+        (folder / name).write_bytes(b"")
+    single = tmp_path / "single.tif"
+    single.write_bytes(b"")
+    found = collect_images([folder, single])
+    assert [p.name for p in found] == ["a.png", "b.tif", "c.TIFF", "single.tif"]
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        collect_images([tmp_path / "missing.tif"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .tif/.tiff/.png image"):
+        collect_images([tmp_path / "empty"])
+
+
+def test_unique_stems_refuses_colliding_outputs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="x_labels.tif"):
+        unique_stems([tmp_path / "a" / "x.tif", tmp_path / "b" / "x.png"])
+
+
+def test_load_channel(tmp_path: Path) -> None:
+    plane = np.arange(30, dtype=np.uint16).reshape(5, 6)
+    tifffile.imwrite(tmp_path / "plane.tif", plane)
+    np.testing.assert_array_equal(load_channel(tmp_path / "plane.tif", None), plane)
+    np.testing.assert_array_equal(load_channel(tmp_path / "plane.tif", 0), plane)
+    with pytest.raises(ValueError, match="single channel"):
+        load_channel(tmp_path / "plane.tif", 1)
+
+    stack = np.stack([plane + 100 * c for c in range(5)])  # (C, H, W)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    np.testing.assert_array_equal(load_channel(tmp_path / "stack.tif", 2), stack[2])
+    with pytest.raises(ValueError, match="stack.tif has 5 channels"):
+        load_channel(tmp_path / "stack.tif", None)
+    with pytest.raises(ValueError, match="out of range"):
+        load_channel(tmp_path / "stack.tif", 5)
+
+    rgb = np.stack([plane + 100 * c for c in range(3)], axis=-1).astype(np.uint8)  # (H, W, 3)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    np.testing.assert_array_equal(load_channel(tmp_path / "rgb.tif", 1), rgb[..., 1])
