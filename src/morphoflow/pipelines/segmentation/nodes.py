@@ -125,10 +125,11 @@ def train_and_evaluate_maskrcnn(
     config = MaskRCNNConfig(**options.get("config", {}))
     model = build_maskrcnn(config, options.get("weights_path"))
     train = list(iter_dna_and_truth(train_sites, root))
+    seed = int(options.get("seed", 0))
     model, _ = train_maskrcnn(
-        model, cycle_samples(train, int(options.get("seed", 0))), config,
-        steps=int(options["steps"]), batch_size=int(options["batch_size"]),
-        lr=float(options["lr"]), seed=int(options.get("seed", 0)),
+        cycle_samples(train, seed), config, steps=int(options["steps"]),
+        batch_size=int(options["batch_size"]), lr=float(options["lr"]), seed=seed,
+        device=str(options.get("device", "cpu")), model=model,
     )
     sites = spread_sites(test_sites, params["evaluation"]["max_sites"])
     samples = list(iter_dna_and_truth(sites, root))
