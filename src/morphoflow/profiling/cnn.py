@@ -1,0 +1,137 @@
+"""CNN feature extractors for single-cell crops: the ImageNet baseline and trained 5-channel
+models (ONNX).
+
+Both scale every crop channel to [-1, 1] by its own min and max (explicitly, here, not hidden in
+a loader): ``x = 2 * (x - min) / (max - min) - 1`` (a constant channel becomes 0).
+
+- ``imagenet``: torchvision EfficientNet-B0 with ImageNet weights read from a local file (nothing
+  is downloaded); each channel is replicated to 3, resized 128 -> 224, and described by the
+  spatial mean of the block6a expansion activation (672 values); the 5 channels' vectors are
+  concatenated (5 x 672 = 3,360 features, ``ImageNet_<channel>_<i>``).
+- ``cnn``: an ONNX model with input ``crops`` (N, 5, S, S) float32 and output ``features``
+  (N, D) (``CNN_<i>``), e.g. the weakly supervised Cell Painting CNN; run with onnxruntime.
+
+Inference is batched and runs under ``torch.inference_mode`` (or onnxruntime).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from morphoflow.screen.constants import CHANNELS
+
+BLOCK6A_CHANNELS = 672
+
+
+def scale_crops(crops: np.ndarray) -> np.ndarray:
+    """Scale each crop channel to [-1, 1] by its own min/max (float32, same shape)."""
+    crops = np.asarray(crops, dtype=np.float32)
+    low = crops.min(axis=(-2, -1), keepdims=True)
+    high = crops.max(axis=(-2, -1), keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    scaled = 2.0 * (crops - low) / span - 1.0
+    return np.where(high > low, scaled, 0.0).astype(np.float32)
+
+
+def efficientnet_b0(weights_path: str | Path | None):
+    """torchvision EfficientNet-B0, with weights from a local state-dict file if given.
+
+    Raises:
+        FileNotFoundError: ``weights_path`` does not exist.
+        ValueError: The file is not an EfficientNet-B0 state dict.
+    """
+    import torch
+    import torchvision
+
+    model = torchvision.models.efficientnet_b0(weights=None)
+    if weights_path is not None:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ImageNet weights file not found: {path} (save torchvision's EfficientNet-B0 "
+                "ImageNet state dict there; morphoflow never downloads weights)"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"{path} is not an EfficientNet-B0 state dict: {exc}") from exc
+    return model.eval()
+
+
+class ImageNetFeaturizer:
+    """EfficientNet-B0 block6a features per channel (the ImageNet baseline)."""
+
+    def __init__(self, weights_path: str | Path | None, batch_size: int = 64,
+                 device: str = "cpu", image_size: int = 224) -> None:
+        import torch
+
+        if weights_path is None:
+            raise ValueError(
+                "features.weights_path must name a local ImageNet EfficientNet-B0 state-dict file "
+                "for the imagenet extractor (no weights are downloaded)"
+            )
+        self.model = efficientnet_b0(weights_path).to(device)
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.image_size = int(image_size)
+        self.columns = [f"ImageNet_{c}_{i}" for c in CHANNELS for i in range(BLOCK6A_CHANNELS)]
+
+    def _block6a(self, x):
+        features = self.model.features
+        for stage in features[:6]:
+            x = stage(x)
+        return features[6][0].block[0](x).mean(dim=(2, 3))
+
+    def __call__(self, crops: np.ndarray, masks: np.ndarray | None = None) -> pd.DataFrame:
+        import torch
+        from torch.nn import functional as F
+
+        scaled = scale_crops(crops)
+        n, c = scaled.shape[:2]
+        out = np.zeros((n, c * BLOCK6A_CHANNELS), np.float32)
+        with torch.inference_mode():
+            for ch in range(c):
+                for start in range(0, n, self.batch_size):
+                    x = torch.from_numpy(scaled[start : start + self.batch_size, ch : ch + 1]).to(self.device)
+                    x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+                    vec = self._block6a(x.expand(-1, 3, -1, -1).contiguous())
+                    out[start : start + len(x), ch * BLOCK6A_CHANNELS : (ch + 1) * BLOCK6A_CHANNELS] = vec.cpu().numpy()
+        return pd.DataFrame(out, columns=self.columns)
+
+
+class OnnxFeaturizer:
+    """Features of a trained 5-channel model exported to ONNX (input ``crops``, output ``features``)."""
+
+    def __init__(self, model_path: str | Path, batch_size: int = 128) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"CNN model file not found: {path}")
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if "crops" not in inputs or "features" not in outputs:
+            raise ValueError(
+                f"{path} must have an input named 'crops' and an output named 'features' "
+                f"(has inputs {sorted(inputs)}, outputs {sorted(outputs)})"
+            )
+        self.batch_size = int(batch_size)
+        self.columns: list[str] | None = None
+
+    def __call__(self, crops: np.ndarray, masks: np.ndarray | None = None) -> pd.DataFrame:
+        scaled = scale_crops(crops)
+        chunks = [
+            self.session.run(["features"], {"crops": scaled[start : start + self.batch_size]})[0]
+            for start in range(0, len(scaled), self.batch_size)
+        ]
+        values = np.concatenate(chunks).astype(np.float32)
+        if self.columns is None:
+            self.columns = [f"CNN_{i}" for i in range(values.shape[1])]
+        return pd.DataFrame(values, columns=self.columns)

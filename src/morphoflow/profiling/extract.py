@@ -1,0 +1,154 @@
+"""From sites to single-cell features and site profiles, streamed one site at a time.
+
+Per site: read the 5 channels -> (optional) illumination correction -> nucleus labels (from the
+segmentation step) -> cell bodies -> crops -> features. Single-cell features are appended to
+one Parquet file per plate (never all in memory); only the site medians are returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from morphoflow.profiling.cells import segment_cells
+from morphoflow.profiling.crops import crop_cells, crops_relpath, save_site_crops
+from morphoflow.profiling.illumination import correct
+from morphoflow.progress import track
+from morphoflow.screen.constants import METADATA_COLUMNS
+from morphoflow.screen.io import read_image, read_site
+
+Extractor = Callable[[np.ndarray, np.ndarray], pd.DataFrame]
+"""(crops (N, 5, S, S) float32, masks (N, S, S) uint8) -> features (N rows, no Metadata_)."""
+
+_SITE_KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+
+
+@dataclass
+class CropSettings:
+    """How cells are cropped (see :mod:`morphoflow.profiling.crops`)."""
+
+    size: int = 128
+    mask_neighbours: bool = True
+    edge: str = "pad"
+
+
+class _PlateWriter:
+    """Append single-cell tables to ``<dir>/<plate>.parquet``, one open writer at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.plate: str | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.tmp: Path | None = None
+        self.schema: pa.Schema | None = None
+
+    def write(self, plate: str, frame: pd.DataFrame) -> None:
+        if plate != self.plate:
+            self.close()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.plate = plate
+            self.tmp = self.directory / f".{plate}.parquet.tmp"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(table.cast(self.schema))
+
+    def close(self) -> None:
+        if self.writer is not None and self.tmp is not None and self.plate is not None:
+            self.writer.close()
+            self.tmp.replace(self.directory / f"{self.plate}.parquet")
+        self.writer, self.plate, self.tmp = None, None, None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+        self.writer, self.plate, self.tmp = None, None, None
+
+
+def profile_sites(
+    image_table: pd.DataFrame,
+    nuclei: pd.DataFrame,
+    root: str | Path,
+    labels_dir: str | Path,
+    extractor: Extractor,
+    single_cell_dir: str | Path,
+    crop: CropSettings | None = None,
+    illumination: Mapping[str, np.ndarray] | None = None,
+    crops_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Single-cell features of every site; returns site profiles and the crop index.
+
+    Args:
+        image_table: Canonical image table.
+        nuclei: Nuclei table of the segmentation step (site keys, ``ObjectNumber``, centres,
+            ``Path_NucleiLabels``).
+        root: Screen folder.
+        labels_dir: Folder of the nucleus label images.
+        extractor: Feature extractor.
+        single_cell_dir: Receives ``<plate>.parquet`` (one row per cell).
+        crop: Crop settings.
+        illumination: Plate -> illumination function (C, H, W); None = no correction.
+        crops_dir: When given, every site's crops are stored there (``.npz``).
+
+    Returns:
+        (site profiles: median of each site's cells with ``Metadata_CellCount``,
+        crop index: one row per cell with its site, centre, ``Path_Crops`` (or "") and
+        ``Metadata_CropIndex``).
+    """
+    crop = crop or CropSettings()
+    root, labels_dir, single_cell_dir = Path(root), Path(labels_dir), Path(single_cell_dir)
+    by_site = {key: frame for key, frame in nuclei.groupby(_SITE_KEYS, sort=False)}
+    ordered = image_table.sort_values(["Metadata_Plate", "Metadata_Well", "Metadata_Site"], kind="stable")
+    writer = _PlateWriter(single_cell_dir)
+    site_rows: list[pd.DataFrame] = []
+    index_rows: list[pd.DataFrame] = []
+    try:
+        for site in track(ordered.to_dict("records"), "Profiling sites", total=len(ordered)):
+            key = tuple(site[k] for k in _SITE_KEYS)
+            meta = {k: site[k] for k in METADATA_COLUMNS}
+            objects = by_site.get(key)
+            if objects is None or objects.empty:
+                continue
+            image = correct(read_site(site, root=root), None if illumination is None else illumination[site["Metadata_Plate"]])
+            labels = read_image(labels_dir / objects["Path_NucleiLabels"].iloc[0]).astype(np.int32)
+            cells = segment_cells(image, labels)
+            crops = crop_cells(image, labels, cells, objects, crop.size, crop.mask_neighbours, crop.edge)
+            if len(crops) == 0:
+                continue
+            features = extractor(crops.crops, crops.masks).reset_index(drop=True)
+            cell_meta = pd.DataFrame({k: [v] * len(crops) for k, v in meta.items()})
+            cell_meta["Metadata_ObjectNumber"] = crops.objects["ObjectNumber"].to_numpy()
+            cell_meta["Metadata_Nuclei_Location_Center_X"] = crops.objects["Nuclei_Location_Center_X"].to_numpy()
+            cell_meta["Metadata_Nuclei_Location_Center_Y"] = crops.objects["Nuclei_Location_Center_Y"].to_numpy()
+            cell_meta["Metadata_CropEdgeFraction"] = crops.objects["Metadata_CropEdgeFraction"].to_numpy()
+            writer.write(site["Metadata_Plate"], pd.concat([cell_meta, features], axis=1))
+
+            median = features.median().to_frame().T
+            site_rows.append(pd.concat([pd.DataFrame([{**meta, "Metadata_CellCount": len(crops)}]), median], axis=1))
+            relative = ""
+            if crops_dir is not None:
+                relative = crops_relpath(site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"])
+                save_site_crops(Path(crops_dir) / relative, crops)
+            index = cell_meta[[*METADATA_COLUMNS, "Metadata_ObjectNumber"]].copy()
+            index["Nuclei_Location_Center_X"] = crops.objects["Nuclei_Location_Center_X"].to_numpy()
+            index["Nuclei_Location_Center_Y"] = crops.objects["Nuclei_Location_Center_Y"].to_numpy()
+            index["Metadata_CropEdgeFraction"] = crops.objects["Metadata_CropEdgeFraction"].to_numpy()
+            index["Path_Crops"] = relative
+            index["Metadata_CropIndex"] = np.arange(len(crops))
+            index_rows.append(index)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    if not site_rows:
+        raise ValueError("no cell was found in any site: nothing to profile")
+    return pd.concat(site_rows, ignore_index=True), pd.concat(index_rows, ignore_index=True)
