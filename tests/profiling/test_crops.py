@@ -88,7 +88,7 @@ def test_storage_round_trip(tmp_path: Path) -> None:
 
 
 def test_cells_contain_their_nuclei_on_a_simulated_site() -> None:
-    image, truth = render_site(5, size=128, n_cells=8)
+    image, truth = render_site(11, size=256, n_cells=20)
     cells = segment_cells(image, truth.astype(np.int32))
     assert set(np.unique(cells)) - {0} == set(np.unique(truth)) - {0}
     inside = truth > 0
@@ -96,6 +96,8 @@ def test_cells_contain_their_nuclei_on_a_simulated_site() -> None:
     areas_cells = np.bincount(cells.ravel())[1:]
     areas_nuclei = np.bincount(truth.ravel().astype(np.int64))[1:]
     assert np.median(areas_cells / np.maximum(areas_nuclei, 1)) > 1.5
+    # regression: every nucleus grows a cytoplasm (dim-cytoplasm nuclei used to be engulfed)
+    assert np.all(areas_cells > areas_nuclei)
 
 
 def test_illumination_function_flattens_a_vignetted_plate() -> None:

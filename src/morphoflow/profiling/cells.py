@@ -60,5 +60,10 @@ def segment_cells(
         max_distance = 3.0 * radius
     distance = ndi.distance_transform_edt(nuclei == 0)
     foreground &= distance <= max_distance
-    cells = watershed(-signal, markers=nuclei.astype(np.int32), mask=foreground)
+    # Nuclei are the markers; their own pixels get the lowest value so that every nucleus starts
+    # flooding at once (skimage pops marker pixels at their image value: a dim-cytoplasm nucleus
+    # would otherwise be surrounded by a brighter neighbour's flood before it starts).
+    landscape = -signal
+    landscape[nuclei > 0] = landscape.min() - 1.0
+    cells = watershed(landscape, markers=nuclei.astype(np.int32), mask=foreground)
     return cells.astype(np.int32)
