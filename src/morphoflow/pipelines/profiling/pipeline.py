@@ -1,5 +1,6 @@
-"""profiling pipeline: data validation -> nuclei segmentation per site -> (crops, features,
-profiles, batch correction, evaluation: added as they land)."""
+"""profiling pipeline: data validation -> nuclei per site -> (illumination) -> crops and
+features -> site/well profiles -> batch correction (lambda on held-out treatments) ->
+treatment profiles and evaluation report."""
 
 from __future__ import annotations
 
@@ -8,18 +9,32 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from morphoflow.pipelines.data_validation import create_pipeline as data_validation
-from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+from morphoflow.pipelines.profiling.nodes import (
+    aggregate_wells,
+    compute_illumination,
+    correct_and_evaluate,
+    extract_features,
+    segment_nuclei_per_site,
+)
 
 
 def create_pipeline(**kwargs: Any) -> Pipeline:
-    """The stages of profiling that exist so far."""
+    """The platform's main job."""
     return data_validation() + Pipeline(
         [
-            Node(
-                segment_nuclei_per_site,
-                ["validated_image_table", "params:screen", "params:nuclei"],
-                "nuclei_locations",
-                name="segment_nuclei",
-            ),
+            Node(segment_nuclei_per_site, ["validated_image_table", "params:screen", "params:nuclei"],
+                 "nuclei_locations", name="segment_nuclei"),
+            Node(compute_illumination, ["validated_image_table", "params:screen", "params:illumination"],
+                 "illumination_functions", name="compute_illumination"),
+            Node(extract_features,
+                 ["validated_image_table", "nuclei_locations", "illumination_functions", "params:screen",
+                  "params:nuclei", "params:crops", "params:features"],
+                 ["site_profiles", "crop_index"], name="extract_features"),
+            Node(aggregate_wells, "site_profiles", "profiles_well_raw", name="aggregate_wells"),
+            Node(correct_and_evaluate,
+                 ["profiles_well_raw", "params:batch_correction", "params:features"],
+                 ["profiles_well", "profiles_treatment", "profiling_report", "profiling_metrics",
+                  "profiling_per_treatment", "profiling_figures"],
+                 name="correct_and_evaluate"),
         ]
     )
