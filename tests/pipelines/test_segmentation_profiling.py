@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -38,7 +39,31 @@ def test_profiling_segments_every_site(kedro_project: Path, run_pipeline, tiny_s
         relative = nuclei.loc[(nuclei[keys] == site[keys]).all(axis=1), "Path_NucleiLabels"].iloc[0]
         preds.append(tifffile.imread(labels_dir / relative).astype(np.int64))
     assert dsb_score(truths, preds).score > 0.6
-    assert _latest_run(kedro_project).info.status == "FINISHED"
+
+    # profiles at every level, pycytominer-style columns
+    wells = pd.read_parquet(kedro_project / "data/07_model_output/profiles_well.parquet")
+    treatments = pd.read_parquet(kedro_project / "data/07_model_output/profiles_treatment.parquet")
+    assert len(wells) == table.groupby(["Metadata_Plate", "Metadata_Well"]).ngroups
+    assert {"Metadata_CellCount", "Metadata_Treatment", "Metadata_MoA"} <= set(wells.columns)
+    assert set(treatments["Metadata_Treatment"]) == set(table["Metadata_Treatment"])
+    features = [c for c in wells.columns if not c.startswith("Metadata_")]
+    assert features and all(c.startswith(("Nuclei_", "Cells_", "Cytoplasm_")) for c in features)
+    cells = pd.read_parquet(kedro_project / "data/04_feature/single_cell")
+    assert len(cells) == pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet").shape[0]
+
+    report = json.loads((kedro_project / "data/08_reporting/profiling/metrics.json").read_text())
+    for representation in ("raw", "standardized", "sphered"):
+        assert 0.0 <= report[representation]["map"] <= 1.0
+        assert "folds_of_enrichment" in report[representation]
+        assert "shuffled_map" in report[representation]
+    assert report["lambda"]["chosen"] in report["lambda"]["sweep"] or str(report["lambda"]["chosen"]) in report["lambda"]["sweep"]
+    figures = {p.name for p in (kedro_project / "data/08_reporting/profiling/figures").iterdir()}
+    assert {"pr_curves.png", "lambda_sweep.png", "embedding_final_by_moa.png"} <= figures
+
+    run = _latest_run(kedro_project)
+    assert run.info.status == "FINISHED"
+    assert "profiling.classical.sphered.map" in run.data.metrics
+    assert run.data.tags["morphoflow.data_validation"] == "passed"
 
 
 @pytest.mark.slow
