@@ -25,8 +25,8 @@ from morphoflow.screen.table import load_screen
 from morphoflow.segmentation.evaluation import (
     evaluate_views,
     iter_dna_and_truth,
-    spread_sites,
     split_by_plate,
+    spread_sites,
 )
 from morphoflow.segmentation.maskrcnn import (
     MaskRCNNConfig,
@@ -62,8 +62,14 @@ def main() -> None:
     config = MaskRCNNConfig()
     started = time.perf_counter()
     model, history = train_maskrcnn(
-        cycle_samples(train, args.seed), config, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, device=args.device, model=build_maskrcnn(config),
+        cycle_samples(train, args.seed),
+        config,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        model=build_maskrcnn(config),
     )
     train_seconds = time.perf_counter() - started
     model.to(args.device)
@@ -77,27 +83,54 @@ def main() -> None:
 
     unet, _ = load_unet(device=args.device)
     predict = partial(predict_probabilities, unet)
-    unet_scores, _ = evaluate_views(lambda im, v: segment_nuclei(predict, im, views=v).labels, samples, (1, 8))
+    unet_scores, _ = evaluate_views(
+        lambda im, v: segment_nuclei(predict, im, views=v).labels, samples, (1, 8)
+    )
 
     def summary(scores):
-        return {str(v): {"dsb_score": round(s.score, 4), "precision_50": round(s.precision_50, 4),
-                         "recall_50": round(s.recall_50, 4)} for v, s in scores.items()}
+        return {
+            str(v): {
+                "dsb_score": round(s.score, 4),
+                "precision_50": round(s.precision_50, 4),
+                "recall_50": round(s.recall_50, 4),
+            }
+            for v, s in scores.items()
+        }
 
-    print(json.dumps({
-        "benchmark": "maskrcnn_tta",
-        "screen": {"path": str(args.screen), "preset": args.preset, "seed": args.seed,
-                   "train_sites": len(train), "heldout_sites_scored": len(samples),
-                   "heldout_plates": sorted(sites["Metadata_Plate"].unique().tolist())},
-        "maskrcnn": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                     "train_seconds": round(train_seconds, 1), "eval_seconds": round(mrcnn_seconds, 1),
-                     "first_loss": history[0]["loss"] if history else None,
-                     "last_loss": history[-1]["loss"] if history else None,
-                     "views": summary(mrcnn_scores)},
-        "unet_shipped": {"views": summary(unet_scores)},
-        "machine": {"device": args.device,
-                    "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
-                    "torch": str(torch.__version__)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "maskrcnn_tta",
+                "screen": {
+                    "path": str(args.screen),
+                    "preset": args.preset,
+                    "seed": args.seed,
+                    "train_sites": len(train),
+                    "heldout_sites_scored": len(samples),
+                    "heldout_plates": sorted(sites["Metadata_Plate"].unique().tolist()),
+                },
+                "maskrcnn": {
+                    "steps": args.steps,
+                    "batch_size": args.batch_size,
+                    "lr": args.lr,
+                    "train_seconds": round(train_seconds, 1),
+                    "eval_seconds": round(mrcnn_seconds, 1),
+                    "first_loss": history[0]["loss"] if history else None,
+                    "last_loss": history[-1]["loss"] if history else None,
+                    "views": summary(mrcnn_scores),
+                },
+                "unet_shipped": {"views": summary(unet_scores)},
+                "machine": {
+                    "device": args.device,
+                    "device_name": torch.cuda.get_device_name()
+                    if args.device.startswith("cuda")
+                    else platform.processor(),
+                    "torch": str(torch.__version__),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

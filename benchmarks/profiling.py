@@ -82,10 +82,19 @@ def cnn_per_second(sites: list, n_cells: int, device: str) -> float:
 
 
 def streaming_peak(n_sites: int, workdir: Path) -> dict[str, float]:
-    preset = ScreenPreset(n_sources=1, plates_per_source=2, n_moas=2, treatments_per_moa=2,
-                          n_null_treatments=0, n_source_specific=0, n_dmso_wells=2,
-                          n_untreated_wells=0, sites_per_well=max(1, n_sites // 12),
-                          site_size=128, cells_per_site=(6, 10))
+    preset = ScreenPreset(
+        n_sources=1,
+        plates_per_source=2,
+        n_moas=2,
+        treatments_per_moa=2,
+        n_null_treatments=0,
+        n_source_specific=0,
+        n_dmso_wells=2,
+        n_untreated_wells=0,
+        sites_per_well=max(1, n_sites // 12),
+        site_size=128,
+        cells_per_site=(6, 10),
+    )
     root = workdir / f"screen_{n_sites}"
     simulate_screen(root, preset=preset, seed=1)
     table = load_screen(root)
@@ -106,8 +115,12 @@ def streaming_peak(n_sites: int, workdir: Path) -> dict[str, float]:
     profile_sites(table, nuclei, root, labels_dir, classical_features, workdir / f"cells_{n_sites}")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"sites": len(table), "cells": len(nuclei), "peak_traced_mb": round(peak / 2**20, 1),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "sites": len(table),
+        "cells": len(nuclei),
+        "peak_traced_mb": round(peak / 2**20, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> None:
@@ -119,20 +132,33 @@ def main() -> None:
     rate, sites = crops_per_second(args.sites)
     result = {
         "benchmark": "profiling",
-        "machine": {"python": platform.python_version(), "torch": str(torch.__version__),
-                    "cpu_count": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-                    "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "cpu_count": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "device_name": torch.cuda.get_device_name()
+            if torch.cuda.is_available()
+            else platform.processor(),
+        },
         "crops_per_s": round(rate, 1),
         "classical_cells_per_s": round(classical_per_second(sites), 1),
         "cnn_imagenet_cells_per_s": {"cpu": round(cnn_per_second(sites, args.cnn_cells, "cpu"), 2)},
     }
     if torch.cuda.is_available():
-        result["cnn_imagenet_cells_per_s"]["cuda"] = round(cnn_per_second(sites, max(args.cnn_cells, 512), "cuda"), 1)
+        result["cnn_imagenet_cells_per_s"]["cuda"] = round(
+            cnn_per_second(sites, max(args.cnn_cells, 512), "cuda"), 1
+        )
     with tempfile.TemporaryDirectory() as tmp:
         small = streaming_peak(args.stream_sites, Path(tmp))
         large = streaming_peak(4 * args.stream_sites, Path(tmp))
-    result["streaming"] = {"small": small, "large": large,
-                           "peak_ratio_large_over_small": round(large["peak_traced_mb"] / max(small["peak_traced_mb"], 1e-9), 2)}
+    result["streaming"] = {
+        "small": small,
+        "large": large,
+        "peak_ratio_large_over_small": round(
+            large["peak_traced_mb"] / max(small["peak_traced_mb"], 1e-9), 2
+        ),
+    }
     try:
         from profiling_map import compare  # benchmarks/profiling_map.py
 

@@ -56,12 +56,20 @@ def write_tiny_screen(
         folder.mkdir(parents=True, exist_ok=True)
         for well, treatment, control in wells:
             map_rows.append(
-                {"Metadata_Plate": plate, "Metadata_Well": well,
-                 "Metadata_Treatment": treatment, "Metadata_ControlType": control}
+                {
+                    "Metadata_Plate": plate,
+                    "Metadata_Well": well,
+                    "Metadata_Treatment": treatment,
+                    "Metadata_ControlType": control,
+                }
             )
             for site in range(1, sites + 1):
-                row = {"Metadata_Source": "src1", "Metadata_Plate": plate,
-                       "Metadata_Well": well, "Metadata_Site": site}
+                row = {
+                    "Metadata_Source": "src1",
+                    "Metadata_Plate": plate,
+                    "Metadata_Well": well,
+                    "Metadata_Site": site,
+                }
                 for channel in CHANNELS:
                     name = f"{plate}_{well}_s{site}_{channel}.tif"
                     tifffile.imwrite(folder / name, _textured_image(rng, size), compression="zlib")

@@ -45,9 +45,15 @@ def _root(
 
 @app.command("simulate-screen")
 def simulate_screen(
-    out: Annotated[Path, typer.Option("--out", help="Folder to create (must not exist or be empty).")],
-    preset: Annotated[str, typer.Option(help="Size of the screen: demo (minutes on 2 cores) or benchmark.")] = "demo",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same screen.")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to create (must not exist or be empty).")
+    ],
+    preset: Annotated[
+        str, typer.Option(help="Size of the screen: demo (minutes on 2 cores) or benchmark.")
+    ] = "demo",
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same screen.")
+    ] = 0,
 ) -> None:
     """Generate a simulated Cell Painting screen with ground truth (masks, MoAs, strengths)."""
     from morphoflow.screen.synthetic import simulate_screen as simulate
@@ -61,7 +67,9 @@ def simulate_screen(
 
 @app.command("inspect-screen")
 def inspect_screen(
-    root: Annotated[Path, typer.Argument(help="Screen folder (load_data.csv + platemap.csv, or index.csv).")],
+    root: Annotated[
+        Path, typer.Argument(help="Screen folder (load_data.csv + platemap.csv, or index.csv).")
+    ],
 ) -> None:
     """Read a screen folder and print what it holds (sources, plates, wells, sites, treatments)."""
     from morphoflow.screen.table import fingerprint, load_screen
@@ -117,12 +125,34 @@ def _load_segmentation_model(model: str | None):
 
 @app.command("segment")
 def segment(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (2D TIFF/PNG, or multi-channel TIFF with --channel).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder for <stem>_labels.tif and <stem>_nuclei.csv.")],
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation: merge predictions over dihedral views.")] = True,
-    views: Annotated[int, typer.Option(help="Number of TTA views (1, 2, 4 or 8 are exact symmetry groups).")] = 8,
-    model: Annotated[str | None, typer.Option(help="U-Net file, or an MLflow models:/NAME@ALIAS URI; default: the shipped model.")] = None,
-    channel: Annotated[int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")] = None,
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files or folders (2D TIFF/PNG, or multi-channel TIFF with --channel)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder for <stem>_labels.tif and <stem>_nuclei.csv."),
+    ],
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta/--no-tta", help="Test-time augmentation: merge predictions over dihedral views."
+        ),
+    ] = True,
+    views: Annotated[
+        int, typer.Option(help="Number of TTA views (1, 2, 4 or 8 are exact symmetry groups).")
+    ] = 8,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="U-Net file, or an MLflow models:/NAME@ALIAS URI; default: the shipped model."
+        ),
+    ] = None,
+    channel: Annotated[
+        int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")
+    ] = None,
     min_size: Annotated[int, typer.Option(help="Smallest nucleus kept, in pixels.")] = 16,
 ) -> None:
     """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV."""
@@ -150,7 +180,9 @@ def segment(
             image = load_channel(path, channel)
             result = segment_nuclei(predict, image, views=n_views, min_size=min_size)
             write_labels(out / f"{path.stem}_labels.tif", result.labels)
-            write_csv_atomic(out / f"{path.stem}_nuclei.csv", nuclei_table(result.labels, result.agreement))
+            write_csv_atomic(
+                out / f"{path.stem}_nuclei.csv", nuclei_table(result.labels, result.agreement)
+            )
             summary.append({"image": str(path), "nuclei": int(result.labels.max())})
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -159,8 +191,12 @@ def segment(
 
 @app.command("score-segmentation")
 def score_segmentation(
-    pred: Annotated[Path, typer.Option("--pred", help="Folder of predicted label images (<stem>_labels.tif).")],
-    truth: Annotated[Path, typer.Option("--truth", help="Folder of ground-truth label images, paired by stem.")],
+    pred: Annotated[
+        Path, typer.Option("--pred", help="Folder of predicted label images (<stem>_labels.tif).")
+    ],
+    truth: Annotated[
+        Path, typer.Option("--truth", help="Folder of ground-truth label images, paired by stem.")
+    ],
 ) -> None:
     """Print the DSB 2018 score (mean over IoU thresholds 0.50-0.95) of predictions as JSON."""
     from morphoflow.segmentation.files import pair_label_files, read_labels
@@ -168,7 +204,9 @@ def score_segmentation(
 
     try:
         pairs = pair_label_files(pred, truth)
-        score = dsb_score([read_labels(t) for _, _, t in pairs], [read_labels(p) for _, p, _ in pairs])
+        score = dsb_score(
+            [read_labels(t) for _, _, t in pairs], [read_labels(p) for _, p, _ in pairs]
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     report = {
@@ -177,7 +215,9 @@ def score_segmentation(
         "precision_50": score.precision_50,
         "recall_50": score.recall_50,
         "n_images": score.n_images,
-        "images": {stem: round(s.score, 6) for (stem, _, _), s in zip(pairs, score.images, strict=True)},
+        "images": {
+            stem: round(s.score, 6) for (stem, _, _), s in zip(pairs, score.images, strict=True)
+        },
     }
     typer.echo(json.dumps(report, indent=2))
 

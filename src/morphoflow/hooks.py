@@ -23,7 +23,10 @@ def git_revision(path: str | Path = ".") -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=path, capture_output=True, text=True, check=True,
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -44,7 +47,8 @@ class LineageHook:
                 "morphoflow.git_sha": git_revision(),
                 "morphoflow.version": morphoflow.__version__,
                 "morphoflow.pipelines": ",".join(
-                    run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+                    run_params.get("pipeline_names")
+                    or [run_params.get("pipeline_name") or "__default__"]
                 ),
             }
         )

@@ -63,9 +63,17 @@ def tiny_simulated_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from morphoflow.screen.synthetic import ScreenPreset, simulate_screen
 
     preset = ScreenPreset(
-        n_sources=2, plates_per_source=2, n_moas=2, treatments_per_moa=4, n_null_treatments=1,
-        n_source_specific=0, n_dmso_wells=2, n_untreated_wells=1, sites_per_well=1,
-        site_size=128, cells_per_site=(4, 8),
+        n_sources=2,
+        plates_per_source=2,
+        n_moas=2,
+        treatments_per_moa=4,
+        n_null_treatments=1,
+        n_source_specific=0,
+        n_dmso_wells=2,
+        n_untreated_wells=1,
+        sites_per_well=1,
+        site_size=128,
+        cells_per_site=(4, 8),
     )
     out = tmp_path_factory.mktemp("sim") / "screen"
     simulate_screen(out, preset=preset, seed=3)

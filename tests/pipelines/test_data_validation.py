@@ -21,12 +21,16 @@ def test_pipelines_are_registered(kedro_project: Path) -> None:
     assert {"data_validation", "profiling"} <= set(pipelines.keys())
 
 
-def test_valid_screen_is_validated_and_tracked(kedro_project: Path, run_pipeline, tmp_path: Path) -> None:
+def test_valid_screen_is_validated_and_tracked(
+    kedro_project: Path, run_pipeline, tmp_path: Path
+) -> None:
     screen = write_tiny_screen(tmp_path / "screen")
     run_pipeline("data_validation", {"screen.root": screen})
 
     assert (kedro_project / "data/03_primary/image_table.parquet").is_file()
-    summary = json.loads((kedro_project / "data/08_reporting/data_validation/summary.json").read_text())
+    summary = json.loads(
+        (kedro_project / "data/08_reporting/data_validation/summary.json").read_text()
+    )
     assert summary["success"] and summary["n_sites"] == 6
     assert (kedro_project / "data/08_reporting/data_validation/data_docs/index.html").is_file()
 
@@ -37,7 +41,9 @@ def test_valid_screen_is_validated_and_tracked(kedro_project: Path, run_pipeline
     assert run.data.tags["morphoflow.data_fingerprint"] == summary["data_fingerprint"]
     assert run.data.tags["morphoflow.data_validation"] == "passed"
     assert "morphoflow.git_sha" in run.data.tags
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data_validation")}
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data_validation")
+    }
     assert "data_validation/summary.json" in artifacts
 
 
@@ -53,7 +59,9 @@ def test_bad_screen_stops_the_run_before_anything_downstream(
     assert re.search(r"QC_Readable.*\n.*P2_B01_s1_DNA\.tif", output)
 
     assert not (kedro_project / "data/03_primary/image_table.parquet").exists()
-    summary = json.loads((kedro_project / "data/08_reporting/data_validation/summary.json").read_text())
+    summary = json.loads(
+        (kedro_project / "data/08_reporting/data_validation/summary.json").read_text()
+    )
     assert summary["success"] is False
     (run,) = _runs(kedro_project)
     assert run.info.status == "FAILED"

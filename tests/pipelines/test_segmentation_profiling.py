@@ -16,13 +16,16 @@ from morphoflow.segmentation.metrics import dsb_score
 
 def _latest_run(project: Path) -> mlflow.entities.Run:
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["morphoflow"], output_format="list",
-                              order_by=["start_time DESC"])
+    runs = mlflow.search_runs(
+        experiment_names=["morphoflow"], output_format="list", order_by=["start_time DESC"]
+    )
     return runs[0]
 
 
 @pytest.mark.slow
-def test_profiling_segments_every_site(kedro_project: Path, run_pipeline, tiny_simulated_screen: Path) -> None:
+def test_profiling_segments_every_site(
+    kedro_project: Path, run_pipeline, tiny_simulated_screen: Path
+) -> None:
     run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
 
     table = pd.read_parquet(kedro_project / "data/03_primary/image_table.parquet")
@@ -35,7 +38,9 @@ def test_profiling_segments_every_site(kedro_project: Path, run_pipeline, tiny_s
     labels_dir = kedro_project / "data/03_primary/nuclei_labels"
     truths, preds = [], []
     for _, site in table.iterrows():
-        truths.append(tifffile.imread(tiny_simulated_screen / site["Path_NucleiTruth"]).astype(np.int64))
+        truths.append(
+            tifffile.imread(tiny_simulated_screen / site["Path_NucleiTruth"]).astype(np.int64)
+        )
         relative = nuclei.loc[(nuclei[keys] == site[keys]).all(axis=1), "Path_NucleiLabels"].iloc[0]
         preds.append(tifffile.imread(labels_dir / relative).astype(np.int64))
     assert dsb_score(truths, preds).score > 0.6
@@ -49,14 +54,20 @@ def test_profiling_segments_every_site(kedro_project: Path, run_pipeline, tiny_s
     features = [c for c in wells.columns if not c.startswith("Metadata_")]
     assert features and all(c.startswith(("Nuclei_", "Cells_", "Cytoplasm_")) for c in features)
     cells = pd.read_parquet(kedro_project / "data/04_feature/single_cell")
-    assert len(cells) == pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet").shape[0]
+    assert (
+        len(cells)
+        == pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet").shape[0]
+    )
 
     report = json.loads((kedro_project / "data/08_reporting/profiling/metrics.json").read_text())
     for representation in ("raw", "standardized", "sphered"):
         assert 0.0 <= report[representation]["map"] <= 1.0
         assert "folds_of_enrichment" in report[representation]
         assert "shuffled_map" in report[representation]
-    assert report["lambda"]["chosen"] in report["lambda"]["sweep"] or str(report["lambda"]["chosen"]) in report["lambda"]["sweep"]
+    assert (
+        report["lambda"]["chosen"] in report["lambda"]["sweep"]
+        or str(report["lambda"]["chosen"]) in report["lambda"]["sweep"]
+    )
     figures = {p.name for p in (kedro_project / "data/08_reporting/profiling/figures").iterdir()}
     assert {"pr_curves.png", "lambda_sweep.png", "embedding_final_by_moa.png"} <= figures
 
@@ -92,7 +103,11 @@ def test_segmentation_pipeline_trains_evaluates_and_logs(
     for views in (1, 8):
         assert 0.0 <= metrics[f"segmentation.unet.views{views}.dsb_score"] <= 1.0
         assert f"segmentation.unet.views{views}.dsb_ap_0.95" in metrics
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "segmentation.unet.train_loss")
+    history = mlflow.MlflowClient().get_metric_history(
+        run.info.run_id, "segmentation.unet.train_loss"
+    )
     assert [m.step for m in history] == [1, 2]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "segmentation")}
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "segmentation")
+    }
     assert {"segmentation/tta_overlay.png", "segmentation/unet_scores.csv"} <= artifacts

@@ -23,8 +23,13 @@ def _two_cells() -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
     nuclei[25:36, 15:26] = 1  # centre (30, 20) as (y, x)
     cells[20:41, 31:52] = 2
     nuclei[25:36, 36:47] = 2  # centre (30, 41)
-    centres = pd.DataFrame({"ObjectNumber": [1, 2], "Nuclei_Location_Center_X": [20.0, 41.0],
-                            "Nuclei_Location_Center_Y": [30.0, 30.0]})
+    centres = pd.DataFrame(
+        {
+            "ObjectNumber": [1, 2],
+            "Nuclei_Location_Center_X": [20.0, 41.0],
+            "Nuclei_Location_Center_Y": [30.0, 30.0],
+        }
+    )
     return image, nuclei, cells, centres
 
 
@@ -55,8 +60,9 @@ def test_edge_cells_are_zero_padded_or_skipped() -> None:
     image = np.ones((5, 40, 40), np.float32)
     nuclei = np.zeros((40, 40), np.int32)
     nuclei[0:5, 0:5] = 1
-    centres = pd.DataFrame({"ObjectNumber": [1], "Nuclei_Location_Center_X": [2.0],
-                            "Nuclei_Location_Center_Y": [2.0]})
+    centres = pd.DataFrame(
+        {"ObjectNumber": [1], "Nuclei_Location_Center_X": [2.0], "Nuclei_Location_Center_Y": [2.0]}
+    )
     site = crop_cells(image, nuclei, nuclei.copy(), centres, size=16, edge="pad")
     # box rows/cols -6..9: 6 of 16 outside on each axis -> inside 10 x 10 of 256
     assert site.objects["Metadata_CropEdgeFraction"].iloc[0] == pytest.approx(1 - 100 / 256)
@@ -104,7 +110,9 @@ def test_illumination_function_flattens_a_vignetted_plate() -> None:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:64, :64]
     field = 1.0 - 0.4 * ((yy - 20) ** 2 + (xx - 40) ** 2) / 64**2
-    images = [rng.poisson(200 * field[None] * np.ones((5, 1, 1))).astype(np.float32) for _ in range(20)]
+    images = [
+        rng.poisson(200 * field[None] * np.ones((5, 1, 1))).astype(np.float32) for _ in range(20)
+    ]
     illum = illumination_function(images, downscale=4, median_size=3)
     assert illum.shape == (5, 64, 64)
     np.testing.assert_allclose(illum.mean(axis=(1, 2)), 1.0, rtol=1e-5)

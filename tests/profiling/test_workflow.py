@@ -6,7 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations, split_treatments
+from morphoflow.profiling.workflow import (
+    EvaluationSettings,
+    evaluate_representations,
+    split_treatments,
+)
 
 
 def _wells(seed: int = 0) -> pd.DataFrame:
@@ -23,9 +27,17 @@ def _wells(seed: int = 0) -> pd.DataFrame:
         for w, (name, moa, control) in enumerate(treatments):
             signal = 2.0 * moa_directions[moa] if moa.startswith("MOA") else 0.0
             values = offset + signal + rng.normal(0, 1, n_features)
-            rows.append({"Metadata_Source": "s1", "Metadata_Plate": f"P{p}", "Metadata_Well": f"W{w:02d}",
-                         "Metadata_Treatment": name, "Metadata_MoA": moa, "Metadata_ControlType": control,
-                         **{f"f{i}": v for i, v in enumerate(values)}})
+            rows.append(
+                {
+                    "Metadata_Source": "s1",
+                    "Metadata_Plate": f"P{p}",
+                    "Metadata_Well": f"W{w:02d}",
+                    "Metadata_Treatment": name,
+                    "Metadata_MoA": moa,
+                    "Metadata_ControlType": control,
+                    **{f"f{i}": v for i, v in enumerate(values)},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -49,7 +61,9 @@ def test_reported_scores_ignore_selection_treatments() -> None:
     changed = wells.copy()
     only_selection = changed["Metadata_Treatment"].isin(first.selection - first.report)
     features = [c for c in wells.columns if c.startswith("f")]
-    changed.loc[only_selection, features] = np.random.default_rng(9).normal(0, 5, (only_selection.sum(), len(features)))
+    changed.loc[only_selection, features] = np.random.default_rng(9).normal(
+        0, 5, (only_selection.sum(), len(features))
+    )
     second = evaluate_representations(changed, settings)
     assert second.report == first.report
     assert second.metrics["raw"]["map"] == pytest.approx(first.metrics["raw"]["map"])

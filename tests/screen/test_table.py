@@ -35,7 +35,9 @@ def test_read_site_returns_channels_in_canonical_order(tiny_screen: Path) -> Non
     assert site.shape == (5, 32, 32)
     assert site.dtype == np.uint16
     for index, channel in enumerate(CHANNELS):
-        np.testing.assert_array_equal(site[index], tifffile.imread(tiny_screen / row[f"Path_{channel}"]))
+        np.testing.assert_array_equal(
+            site[index], tifffile.imread(tiny_screen / row[f"Path_{channel}"])
+        )
 
 
 @pytest.mark.parametrize("compression", [None, "lzw", "zlib", "zstd", "packbits"])
@@ -131,12 +133,25 @@ def test_platemap_well_without_images_is_refused(tiny_screen: Path, edit_csv) ->
     edit_csv(
         tiny_screen / "platemap.csv",
         lambda f: pd.concat(
-            [f, pd.DataFrame([{"Metadata_Plate": "P2", "Metadata_Well": "C03",
-                               "Metadata_Treatment": "cpd_c", "Metadata_ControlType": ""}])],
+            [
+                f,
+                pd.DataFrame(
+                    [
+                        {
+                            "Metadata_Plate": "P2",
+                            "Metadata_Well": "C03",
+                            "Metadata_Treatment": "cpd_c",
+                            "Metadata_ControlType": "",
+                        }
+                    ]
+                ),
+            ],
             ignore_index=True,
         ),
     )
-    with pytest.raises(ScreenFormatError, match=r"platemap.csv: 1 well\(s\) have no images.*line\(s\) 8.*C03"):
+    with pytest.raises(
+        ScreenFormatError, match=r"platemap.csv: 1 well\(s\) have no images.*line\(s\) 8.*C03"
+    ):
         load_screen(tiny_screen)
 
 
@@ -148,7 +163,9 @@ def test_site_without_platemap_entry_is_refused(tiny_screen: Path, edit_csv) -> 
 
 def test_missing_columns_are_named(tiny_screen: Path, edit_csv) -> None:
     edit_csv(tiny_screen / "load_data.csv", lambda f: f.drop(columns=["FileName_OrigAGP"]))
-    with pytest.raises(ScreenFormatError, match=r"missing required column\(s\) \['FileName_OrigAGP'\]"):
+    with pytest.raises(
+        ScreenFormatError, match=r"missing required column\(s\) \['FileName_OrigAGP'\]"
+    ):
         load_screen(tiny_screen)
 
 

@@ -46,7 +46,9 @@ def test_unknown_well_name_is_reported_with_its_line(tiny_screen: Path, tmp_path
 def test_duplicated_site_row_is_reported(tiny_screen: Path, tmp_path: Path) -> None:
     table = load_screen(tiny_screen)
     table = pd.concat([table, table.iloc[[1]]], ignore_index=True)
-    with pytest.raises(DataValidationError, match=r"expect_compound_columns_to_be_unique.*\n.*line 3 \(P1/A02/1\)"):
+    with pytest.raises(
+        DataValidationError, match=r"expect_compound_columns_to_be_unique.*\n.*line 3 \(P1/A02/1\)"
+    ):
         _validate(tiny_screen, tmp_path / "r", table)
 
 

@@ -39,7 +39,9 @@ def segment_cells(
     image = np.asarray(image)
     nuclei = np.asarray(nuclei)
     if image.ndim != 3 or image.shape[0] != len(CHANNELS) or image.shape[1:] != nuclei.shape:
-        raise ValueError(f"image must be ({len(CHANNELS)}, H, W) matching nuclei {nuclei.shape}, got {image.shape}")
+        raise ValueError(
+            f"image must be ({len(CHANNELS)}, H, W) matching nuclei {nuclei.shape}, got {image.shape}"
+        )
     n = int(nuclei.max(initial=0))
     if n == 0:
         return np.zeros(nuclei.shape, np.int32)

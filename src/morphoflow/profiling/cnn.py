@@ -67,8 +67,13 @@ def efficientnet_b0(weights_path: str | Path | None):
 class ImageNetFeaturizer:
     """EfficientNet-B0 block6a features per channel (the ImageNet baseline)."""
 
-    def __init__(self, weights_path: str | Path | None, batch_size: int = 64,
-                 device: str = "cpu", image_size: int = 224) -> None:
+    def __init__(
+        self,
+        weights_path: str | Path | None,
+        batch_size: int = 64,
+        device: str = "cpu",
+        image_size: int = 224,
+    ) -> None:
         import torch
 
         if weights_path is None:
@@ -98,10 +103,19 @@ class ImageNetFeaturizer:
         with torch.inference_mode():
             for ch in range(c):
                 for start in range(0, n, self.batch_size):
-                    x = torch.from_numpy(scaled[start : start + self.batch_size, ch : ch + 1]).to(self.device)
-                    x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+                    x = torch.from_numpy(scaled[start : start + self.batch_size, ch : ch + 1]).to(
+                        self.device
+                    )
+                    x = F.interpolate(
+                        x,
+                        size=(self.image_size, self.image_size),
+                        mode="bilinear",
+                        align_corners=False,
+                    )
                     vec = self._block6a(x.expand(-1, 3, -1, -1).contiguous())
-                    out[start : start + len(x), ch * BLOCK6A_CHANNELS : (ch + 1) * BLOCK6A_CHANNELS] = vec.cpu().numpy()
+                    out[
+                        start : start + len(x), ch * BLOCK6A_CHANNELS : (ch + 1) * BLOCK6A_CHANNELS
+                    ] = vec.cpu().numpy()
         return pd.DataFrame(out, columns=self.columns)
 
 

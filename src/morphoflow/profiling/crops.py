@@ -78,7 +78,9 @@ def crop_cells(
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[1:] != nuclei.shape or nuclei.shape != cells.shape:
-        raise ValueError(f"image {image.shape}, nuclei {nuclei.shape} and cells {cells.shape} do not match")
+        raise ValueError(
+            f"image {image.shape}, nuclei {nuclei.shape} and cells {cells.shape} do not match"
+        )
     if size < 8 or size % 2:
         raise ValueError(f"size must be an even number >= 8, got {size}")
     if edge not in EDGE_MODES:
@@ -90,7 +92,9 @@ def crop_cells(
     padded_nuclei = np.pad(nuclei, pad[1:])
     padded_cells = np.pad(cells, pad[1:])
     crops, masks, rows = [], [], []
-    for obj, x, y in centres[["ObjectNumber", "Nuclei_Location_Center_X", "Nuclei_Location_Center_Y"]].itertuples(index=False):
+    for obj, x, y in centres[
+        ["ObjectNumber", "Nuclei_Location_Center_X", "Nuclei_Location_Center_Y"]
+    ].itertuples(index=False):
         cy, cx = int(round(float(y))), int(round(float(x)))
         top, left = cy - half, cx - half
         inside_h = max(0, min(top + size, h) - max(top, 0))
@@ -110,12 +114,27 @@ def crop_cells(
             crop[:, others] = 0.0
         crops.append(crop)
         masks.append(mask)
-        rows.append({"ObjectNumber": int(obj), "Nuclei_Location_Center_X": float(x),
-                     "Nuclei_Location_Center_Y": float(y), "Metadata_CropEdgeFraction": edge_fraction})
+        rows.append(
+            {
+                "ObjectNumber": int(obj),
+                "Nuclei_Location_Center_X": float(x),
+                "Nuclei_Location_Center_Y": float(y),
+                "Metadata_CropEdgeFraction": edge_fraction,
+            }
+        )
     if not crops:
-        return SiteCrops(np.zeros((0, c, size, size), np.float32), np.zeros((0, size, size), np.uint8),
-                         pd.DataFrame(columns=["ObjectNumber", "Nuclei_Location_Center_X",
-                                               "Nuclei_Location_Center_Y", "Metadata_CropEdgeFraction"]))
+        return SiteCrops(
+            np.zeros((0, c, size, size), np.float32),
+            np.zeros((0, size, size), np.uint8),
+            pd.DataFrame(
+                columns=[
+                    "ObjectNumber",
+                    "Nuclei_Location_Center_X",
+                    "Nuclei_Location_Center_Y",
+                    "Metadata_CropEdgeFraction",
+                ]
+            ),
+        )
     return SiteCrops(np.stack(crops), np.stack(masks), pd.DataFrame(rows))
 
 
@@ -131,8 +150,12 @@ def save_site_crops(path: str | Path, site: SiteCrops) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
-        np.savez(tmp, crops=site.crops.astype(np.float16), masks=site.masks,
-                 object_numbers=site.objects["ObjectNumber"].to_numpy(np.int64))
+        np.savez(
+            tmp,
+            crops=site.crops.astype(np.float16),
+            masks=site.masks,
+            object_numbers=site.objects["ObjectNumber"].to_numpy(np.int64),
+        )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

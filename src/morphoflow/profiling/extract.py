@@ -107,7 +107,9 @@ def profile_sites(
     crop = crop or CropSettings()
     root, labels_dir, single_cell_dir = Path(root), Path(labels_dir), Path(single_cell_dir)
     by_site = {key: frame for key, frame in nuclei.groupby(_SITE_KEYS, sort=False)}
-    ordered = image_table.sort_values(["Metadata_Plate", "Metadata_Well", "Metadata_Site"], kind="stable")
+    ordered = image_table.sort_values(
+        ["Metadata_Plate", "Metadata_Well", "Metadata_Site"], kind="stable"
+    )
     writer = _PlateWriter(single_cell_dir)
     site_rows: list[pd.DataFrame] = []
     index_rows: list[pd.DataFrame] = []
@@ -118,30 +120,49 @@ def profile_sites(
             objects = by_site.get(key)
             if objects is None or objects.empty:
                 continue
-            image = correct(read_site(site, root=root), None if illumination is None else illumination[site["Metadata_Plate"]])
+            image = correct(
+                read_site(site, root=root),
+                None if illumination is None else illumination[site["Metadata_Plate"]],
+            )
             labels = read_image(labels_dir / objects["Path_NucleiLabels"].iloc[0]).astype(np.int32)
             cells = segment_cells(image, labels)
-            crops = crop_cells(image, labels, cells, objects, crop.size, crop.mask_neighbours, crop.edge)
+            crops = crop_cells(
+                image, labels, cells, objects, crop.size, crop.mask_neighbours, crop.edge
+            )
             if len(crops) == 0:
                 continue
             features = extractor(crops.crops, crops.masks).reset_index(drop=True)
             cell_meta = pd.DataFrame({k: [v] * len(crops) for k, v in meta.items()})
             cell_meta["Metadata_ObjectNumber"] = crops.objects["ObjectNumber"].to_numpy()
-            cell_meta["Metadata_Nuclei_Location_Center_X"] = crops.objects["Nuclei_Location_Center_X"].to_numpy()
-            cell_meta["Metadata_Nuclei_Location_Center_Y"] = crops.objects["Nuclei_Location_Center_Y"].to_numpy()
-            cell_meta["Metadata_CropEdgeFraction"] = crops.objects["Metadata_CropEdgeFraction"].to_numpy()
+            cell_meta["Metadata_Nuclei_Location_Center_X"] = crops.objects[
+                "Nuclei_Location_Center_X"
+            ].to_numpy()
+            cell_meta["Metadata_Nuclei_Location_Center_Y"] = crops.objects[
+                "Nuclei_Location_Center_Y"
+            ].to_numpy()
+            cell_meta["Metadata_CropEdgeFraction"] = crops.objects[
+                "Metadata_CropEdgeFraction"
+            ].to_numpy()
             writer.write(site["Metadata_Plate"], pd.concat([cell_meta, features], axis=1))
 
             median = features.median().to_frame().T
-            site_rows.append(pd.concat([pd.DataFrame([{**meta, "Metadata_CellCount": len(crops)}]), median], axis=1))
+            site_rows.append(
+                pd.concat(
+                    [pd.DataFrame([{**meta, "Metadata_CellCount": len(crops)}]), median], axis=1
+                )
+            )
             relative = ""
             if crops_dir is not None:
-                relative = crops_relpath(site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"])
+                relative = crops_relpath(
+                    site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"]
+                )
                 save_site_crops(Path(crops_dir) / relative, crops)
             index = cell_meta[[*METADATA_COLUMNS, "Metadata_ObjectNumber"]].copy()
             index["Nuclei_Location_Center_X"] = crops.objects["Nuclei_Location_Center_X"].to_numpy()
             index["Nuclei_Location_Center_Y"] = crops.objects["Nuclei_Location_Center_Y"].to_numpy()
-            index["Metadata_CropEdgeFraction"] = crops.objects["Metadata_CropEdgeFraction"].to_numpy()
+            index["Metadata_CropEdgeFraction"] = crops.objects[
+                "Metadata_CropEdgeFraction"
+            ].to_numpy()
             index["Path_Crops"] = relative
             index["Metadata_CropIndex"] = np.arange(len(crops))
             index_rows.append(index)

@@ -48,13 +48,19 @@ def illumination_function(
             raise ValueError(f"images of one plate differ in shape: {image.shape} vs {shape}")
         c, h, w = image.shape
         hh, ww = h // downscale * downscale, w // downscale * downscale
-        small = image[:, :hh, :ww].reshape(c, hh // downscale, downscale, ww // downscale, downscale).mean(axis=(2, 4))
+        small = (
+            image[:, :hh, :ww]
+            .reshape(c, hh // downscale, downscale, ww // downscale, downscale)
+            .mean(axis=(2, 4))
+        )
         total = small if total is None else total + small
         count += 1
     if total is None or shape is None:
         raise ValueError("illumination_function needs at least one image")
     mean = total / count
-    smooth = np.stack([ndi.median_filter(plane, size=median_size, mode="nearest") for plane in mean])
+    smooth = np.stack(
+        [ndi.median_filter(plane, size=median_size, mode="nearest") for plane in mean]
+    )
     zoom = (1, shape[1] / smooth.shape[1], shape[2] / smooth.shape[2])
     full = ndi.zoom(smooth, zoom, order=1)[:, : shape[1], : shape[2]]
     full = np.maximum(full, 1e-6)
@@ -80,7 +86,9 @@ def compress_8bit(image: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
     return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def plate_illumination(table, root: str | Path, downscale: int = 4, median_size: int = 21) -> np.ndarray:
+def plate_illumination(
+    table, root: str | Path, downscale: int = 4, median_size: int = 21
+) -> np.ndarray:
     """Illumination function of the plate whose sites are the rows of ``table``."""
     root = Path(root)
     return illumination_function(

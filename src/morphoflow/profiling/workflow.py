@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from morphoflow.profiling.aggregate import feature_columns, metadata_columns, treatment_profiles
+from morphoflow.profiling.aggregate import metadata_columns, treatment_profiles
 from morphoflow.profiling.evaluation import (
     DEFAULT_EXCLUDE_LABELS,
     folds_of_enrichment,
@@ -62,7 +62,9 @@ def split_treatments(
 ) -> tuple[set[str], set[str]]:
     """Selection and report treatment sets (see the module docstring)."""
     candidates = treatments[treatments["Metadata_ControlType"] != "negcon"]
-    excluded = candidates["Metadata_MoA"].isna() | candidates["Metadata_MoA"].isin(list(exclude_labels))
+    excluded = candidates["Metadata_MoA"].isna() | candidates["Metadata_MoA"].isin(
+        list(exclude_labels)
+    )
     selection, report = set(), set()
     for _, group in candidates[~excluded].groupby("Metadata_MoA"):
         names = sorted(group["Metadata_Treatment"], key=lambda n: _order_key(str(n), seed))
@@ -73,7 +75,9 @@ def split_treatments(
 
 
 def _treatments_of(wells: pd.DataFrame, names: set[str]) -> pd.DataFrame:
-    rows = wells[wells["Metadata_Treatment"].isin(names) & (wells["Metadata_ControlType"] != "negcon")]
+    rows = wells[
+        wells["Metadata_Treatment"].isin(names) & (wells["Metadata_ControlType"] != "negcon")
+    ]
     return treatment_profiles(rows)
 
 
@@ -84,10 +88,13 @@ def retrieval_scores(
     ap = retrieval_ap(treatments, exclude_labels=settings.exclude_labels)
     if ap.empty:
         raise ValueError("no treatment shares its MoA with another: MoA retrieval is undefined")
-    summary, per_query = mean_average_precision(ap, null_size=settings.null_size, seed=settings.seed)
+    summary, per_query = mean_average_precision(
+        ap, null_size=settings.null_size, seed=settings.seed
+    )
     interp, _, curve = interpolated_map(treatments, exclude_labels=settings.exclude_labels)
-    foe, _ = folds_of_enrichment(treatments, exclude_labels=settings.exclude_labels,
-                                 top_fraction=settings.top_fraction)
+    foe, _ = folds_of_enrichment(
+        treatments, exclude_labels=settings.exclude_labels, top_fraction=settings.top_fraction
+    )
     rng = np.random.default_rng(settings.seed)
     shuffled = []
     labelled = ~treatments["Metadata_MoA"].isin(list(settings.exclude_labels))
@@ -131,7 +138,9 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
     if not kept:
         raise ValueError("feature selection left no feature (all constant or non-finite)")
     wells = wells[metadata_columns(wells) + kept]
-    selection, report = split_treatments(treatment_profiles(wells), settings.exclude_labels, settings.seed)
+    selection, report = split_treatments(
+        treatment_profiles(wells), settings.exclude_labels, settings.seed
+    )
     if not report or not selection:
         raise ValueError("too few MoA-annotated treatments to hold out a selection set for lambda")
 
@@ -140,7 +149,9 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
         return float(ap["ap"].mean()) if len(ap) else float("nan")
 
     selection_rows = wells["Metadata_Treatment"].isin(selection).to_numpy() | controls
-    chosen, sweep = select_lambda(wells, list(settings.lambdas), score, selection_rows, scope=settings.scope)
+    chosen, sweep = select_lambda(
+        wells, list(settings.lambdas), score, selection_rows, scope=settings.scope
+    )
     corrected = {
         "raw": wells.copy(),
         "standardized": batch_correct(wells, "standardize", "plate"),
@@ -153,9 +164,20 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
         metrics[name] = values
         tables.append(per_query.assign(representation=name))
         curves[name] = curve
-    metrics["lambda"] = {"chosen": chosen, "sweep": dict(zip(sweep["lam"], sweep["score"], strict=True))}
+    metrics["lambda"] = {
+        "chosen": chosen,
+        "sweep": dict(zip(sweep["lam"], sweep["score"], strict=True)),
+    }
     metrics["n_features"] = len(kept)
     metrics["n_selection_treatments"] = len(selection)
     metrics["n_report_treatments"] = len(report)
-    return EvaluationResult(metrics, chosen, sweep, corrected, pd.concat(tables, ignore_index=True),
-                            curves, selection, report)
+    return EvaluationResult(
+        metrics,
+        chosen,
+        sweep,
+        corrected,
+        pd.concat(tables, ignore_index=True),
+        curves,
+        selection,
+        report,
+    )

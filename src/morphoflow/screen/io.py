@@ -101,7 +101,9 @@ def read_site(
     return np.stack(planes).astype(dtype, copy=False)
 
 
-def write_tiff_atomic(path: str | Path, array: np.ndarray, compression: str | None = "zlib") -> None:
+def write_tiff_atomic(
+    path: str | Path, array: np.ndarray, compression: str | None = "zlib"
+) -> None:
     """Write a TIFF through a temporary file in the same folder, then rename it into place.
 
     Args:

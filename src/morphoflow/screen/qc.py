@@ -72,17 +72,32 @@ def site_qc(table: pd.DataFrame, root: str | Path) -> pd.DataFrame:
                 if image.ndim != 2:
                     raise ImageReadError(f"{root / relative} is not a 2D plane: {image.shape}")
             except ImageReadError as exc:
-                row.update(QC_Readable=False, QC_Error=str(exc), QC_DType="", QC_Height=0,
-                           QC_Width=0, QC_Min=np.nan, QC_Max=np.nan, QC_Mean=np.nan,
-                           QC_Std=np.nan, QC_Empty=False, QC_SaturationFraction=0.0,
-                           QC_FocusScore=np.nan)
+                row.update(
+                    QC_Readable=False,
+                    QC_Error=str(exc),
+                    QC_DType="",
+                    QC_Height=0,
+                    QC_Width=0,
+                    QC_Min=np.nan,
+                    QC_Max=np.nan,
+                    QC_Mean=np.nan,
+                    QC_Std=np.nan,
+                    QC_Empty=False,
+                    QC_SaturationFraction=0.0,
+                    QC_FocusScore=np.nan,
+                )
             else:
                 std = float(image.std())
                 row.update(
-                    QC_Readable=True, QC_Error="", QC_DType=str(image.dtype),
-                    QC_Height=int(image.shape[0]), QC_Width=int(image.shape[1]),
-                    QC_Min=float(image.min()), QC_Max=float(image.max()),
-                    QC_Mean=float(image.mean()), QC_Std=std,
+                    QC_Readable=True,
+                    QC_Error="",
+                    QC_DType=str(image.dtype),
+                    QC_Height=int(image.shape[0]),
+                    QC_Width=int(image.shape[1]),
+                    QC_Min=float(image.min()),
+                    QC_Max=float(image.max()),
+                    QC_Mean=float(image.mean()),
+                    QC_Std=std,
                     QC_Empty=bool(std == 0.0 or float(image.max()) == 0.0),
                     QC_SaturationFraction=saturation_fraction(image),
                     QC_FocusScore=focus_score(image),

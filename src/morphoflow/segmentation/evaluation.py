@@ -48,7 +48,9 @@ def split_by_plate(
     plates = sorted(table["Metadata_Plate"].unique())
     if isinstance(holdout, str):
         if holdout != "last_plate_per_source":
-            raise ValueError(f"holdout must be 'last_plate_per_source' or a list of plates, got {holdout!r}")
+            raise ValueError(
+                f"holdout must be 'last_plate_per_source' or a list of plates, got {holdout!r}"
+            )
         held = {
             sorted(group["Metadata_Plate"].unique())[-1]
             for _, group in table.groupby("Metadata_Source")
@@ -61,7 +63,9 @@ def split_by_plate(
     test = table[table["Metadata_Plate"].isin(held)]
     train = table[~table["Metadata_Plate"].isin(held)]
     if train.empty or test.empty:
-        raise ValueError(f"holdout {sorted(held)} leaves no training or no held-out plate (plates: {plates})")
+        raise ValueError(
+            f"holdout {sorted(held)} leaves no training or no held-out plate (plates: {plates})"
+        )
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -77,12 +81,17 @@ def spread_sites(table: pd.DataFrame, n: int | None) -> pd.DataFrame:
     return order.head(int(n)).drop(columns="_rank").sort_index().reset_index(drop=True)
 
 
-def iter_dna_and_truth(table: pd.DataFrame, root: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_dna_and_truth(
+    table: pd.DataFrame, root: str | Path
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream (DNA image, truth labels) for every site of the table."""
     require_truth(table)
     root = Path(root)
     for _, row in table.iterrows():
-        yield read_image(root / row["Path_DNA"]), read_image(root / row[TRUTH_COLUMN]).astype(np.int64)
+        yield (
+            read_image(root / row["Path_DNA"]),
+            read_image(root / row[TRUTH_COLUMN]).astype(np.int64),
+        )
 
 
 def evaluate_views(
@@ -109,15 +118,27 @@ def scores_table(scores: dict[int, DatasetScore], table: pd.DataFrame, model: st
     rows = []
     for n, score in scores.items():
         for (_, site), image in zip(table.iterrows(), score.images, strict=True):
-            rows.append({**{k: site[k] for k in _KEYS}, "model": model, "views": n,
-                         "dsb_score": image.score, "tp": image.tp, "fp": image.fp, "fn": image.fn,
-                         "n_true": image.n_true, "n_pred": image.n_pred})
+            rows.append(
+                {
+                    **{k: site[k] for k in _KEYS},
+                    "model": model,
+                    "views": n,
+                    "dsb_score": image.score,
+                    "tp": image.tp,
+                    "fp": image.fp,
+                    "fn": image.fn,
+                    "n_true": image.n_true,
+                    "n_pred": image.n_pred,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def flat_metrics(scores: dict[int, DatasetScore], model: str) -> dict[str, float]:
     """``<model>.views<n>.<metric>`` -> value, for an experiment tracker."""
-    return {f"{model}.views{n}.{k}": float(v) for n, s in scores.items() for k, v in s.summary().items()}
+    return {
+        f"{model}.views{n}.{k}": float(v) for n, s in scores.items() for k, v in s.summary().items()
+    }
 
 
 def overlay_figure(
@@ -140,7 +161,10 @@ def overlay_figure(
 
     from morphoflow.segmentation.postprocess import normalize_image
 
-    panels = [("ground truth", truth, None), *[(k, v, scores.get(k)) for k, v in predictions.items()]]
+    panels = [
+        ("ground truth", truth, None),
+        *[(k, v, scores.get(k)) for k, v in predictions.items()],
+    ]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
     shown = normalize_image(image)
     axes[0].imshow(shown, cmap="gray")

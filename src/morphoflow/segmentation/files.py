@@ -27,8 +27,11 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.stem.endswith("_labels"))
+            images = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels")
+            )
             if not images:
                 raise FileNotFoundError(f"no .tif/.tiff/.png image in folder {path}")
             found.extend(images)
@@ -57,7 +60,9 @@ def load_channel(path: Path, channel: int | None) -> np.ndarray:
     channels_last = image.shape[-1] <= 4 and image.shape[0] > 4
     n = image.shape[-1] if channels_last else image.shape[0]
     if channel is None:
-        raise ValueError(f"{path} has {n} channels (shape {image.shape}); choose one with --channel N")
+        raise ValueError(
+            f"{path} has {n} channels (shape {image.shape}); choose one with --channel N"
+        )
     if not 0 <= channel < n:
         raise ValueError(f"--channel {channel} is out of range for {path} with {n} channels")
     return image[..., channel] if channels_last else image[channel]
@@ -105,11 +110,13 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
     Raises:
         FileNotFoundError: A folder is missing or empty, or a truth image has no prediction.
     """
+
     def index(folder: Path) -> dict[str, Path]:
         if not folder.is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
-        files = {base_stem(p): p for p in sorted(folder.iterdir())
-                 if p.suffix.lower() in IMAGE_SUFFIXES}
+        files = {
+            base_stem(p): p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+        }
         if not files:
             raise FileNotFoundError(f"no label images in {folder}")
         return files

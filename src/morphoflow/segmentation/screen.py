@@ -52,7 +52,9 @@ def segment_screen(
     for _, site in track(table.iterrows(), "Segmenting nuclei", total=len(table)):
         dna = read_image(root / site["Path_DNA"])
         result = segment_nuclei(predict, dna, views=views, threshold=threshold, min_size=min_size)
-        relative = labels_relpath(site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"])
+        relative = labels_relpath(
+            site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"]
+        )
         write_labels(labels_dir / relative, result.labels)
         nuclei = nuclei_table(result.labels, result.agreement)
         for key in reversed(_KEYS):

@@ -79,7 +79,12 @@ def random_nuclei_image(
         theta = np.arctan2(v, u)
         outline = np.ones_like(theta)
         for k in range(2, 6):
-            outline += irregularity / (k - 1) * rng.normal() * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+            outline += (
+                irregularity
+                / (k - 1)
+                * rng.normal()
+                * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+            )
         rho = np.sqrt((u / a) ** 2 + (v / b) ** 2) / np.maximum(outline, 0.5)
         inside = rho <= 1.0
         area = int(inside.sum())
@@ -114,7 +119,9 @@ def random_nuclei_image(
 
     image = signal * np.clip(texture, 0.2, None)
     # background: offset, smooth gradient / vignetting, out-of-focus haze near nuclei
-    background = rng.uniform(0.0, 0.25) * (1 + rng.uniform(0, 0.8) * _smooth_noise(rng, shape, h / 4))
+    background = rng.uniform(0.0, 0.25) * (
+        1 + rng.uniform(0, 0.8) * _smooth_noise(rng, shape, h / 4)
+    )
     haze = ndi.gaussian_filter(signal, rng.uniform(3, 10)) * rng.uniform(0.0, 0.4)
     image = image + np.clip(background, 0, None) + haze
     image = ndi.gaussian_filter(image, rng.uniform(0.0, 0.12 * radius + 0.8))
@@ -133,7 +140,9 @@ def random_nuclei_image(
     return digital.astype(dtype), labels
 
 
-def nuclei_images(seed: int, shape: tuple[int, int] = (256, 256)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def nuclei_images(
+    seed: int, shape: tuple[int, int] = (256, 256)
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless stream of :func:`random_nuclei_image` draws from one seed."""
     rng = np.random.default_rng(seed)
     while True:

@@ -57,8 +57,14 @@ def screen_site_sample(rng: np.random.Generator) -> Sample:
     shift = rng.normal(0.0, 0.7, len(LATENT_DIMS))
     for attempt in range(4):
         try:
-            image, labels = render_site(rng, size=size, n_cells=max(1, n_cells >> attempt),
-                                        shift=shift, cell_line=line, optics=optics)
+            image, labels = render_site(
+                rng,
+                size=size,
+                n_cells=max(1, n_cells >> attempt),
+                shift=shift,
+                cell_line=line,
+                optics=optics,
+            )
             return image[0], labels
         except ValueError:
             continue
@@ -88,7 +94,9 @@ class _Batches(torch.utils.data.IterableDataset):
         stream = sample_stream(seed, self.screen_fraction)
         rng = np.random.default_rng(seed + 7)
         while True:
-            yield make_batch([next(stream) for _ in range(self.config.batch_size)], self.config, rng)
+            yield make_batch(
+                [next(stream) for _ in range(self.config.batch_size)], self.config, rng
+            )
 
 
 def validation_set(seed: int, n_wide: int, n_screen: int) -> list[Sample]:
@@ -99,13 +107,18 @@ def validation_set(seed: int, n_wide: int, n_screen: int) -> list[Sample]:
     return samples
 
 
-def evaluate(model: NucleusUNet, samples: list[Sample], views: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: NucleusUNet, samples: list[Sample], views: int, device: torch.device
+) -> dict[str, float]:
     """DSB score of the model on samples with the given number of TTA views."""
     predict = partial(predict_probabilities, model, device=device)
     preds = [segment_nuclei(predict, image, views=views).labels for image, _ in samples]
     score = dsb_score([labels for _, labels in samples], preds)
-    return {"dsb_map": float(score.score), "precision_50": float(score.precision_50),
-            "recall_50": float(score.recall_50)}
+    return {
+        "dsb_map": float(score.score),
+        "precision_50": float(score.precision_50),
+        "recall_50": float(score.recall_50),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -123,21 +136,37 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-wide", type=int, default=24)
     parser.add_argument("--val-screen", type=int, default=8)
-    parser.add_argument("--time-limit", type=float, default=float("inf"), help="seconds of training at most")
+    parser.add_argument(
+        "--time-limit", type=float, default=float("inf"), help="seconds of training at most"
+    )
     args = parser.parse_args(argv)
 
-    config = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_size=args.batch_size,
-                         crop=args.crop, lr=args.lr, seed=args.seed, device=args.device,
-                         unet=UNetConfig(base=args.base))
+    config = TrainConfig(
+        epochs=1,
+        steps_per_epoch=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        unet=UNetConfig(base=args.base),
+    )
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = NucleusUNet(config.unet).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=args.steps, pct_start=0.1)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.lr, total_steps=args.steps, pct_start=0.1
+    )
     weights = torch.tensor(config.class_weights, device=device)
     loader = torch.utils.data.DataLoader(
-        _Batches(config, args.screen_fraction), batch_size=None, num_workers=args.workers,
-        persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None,
+        _Batches(config, args.screen_fraction),
+        batch_size=None,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers else None,
         pin_memory=device.type == "cuda",
     )
     started = time.perf_counter()
@@ -146,7 +175,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     model.train()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(
+            device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+        ):
             logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits.float(), y, weight=weights)
         optimiser.zero_grad(set_to_none=True)
@@ -156,19 +187,34 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         losses.append(float(loss.detach()))
         step += 1
         if step % 100 == 0:
-            print(json.dumps({"step": step, "loss": float(np.mean(losses[-100:])),
-                              "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": float(np.mean(losses[-100:])),
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                ),
+                flush=True,
+            )
         if step >= args.steps or time.perf_counter() - started > args.time_limit:
             break
     train_seconds = time.perf_counter() - started
     model.eval()
     samples = validation_set(10_000 + args.seed, args.val_wide, args.val_screen)
-    scores = {f"{name}_views{v}": value for v in (1, 8)
-              for name, value in evaluate(model, samples, v, device).items()}
+    scores = {
+        f"{name}_views{v}": value
+        for v in (1, 8)
+        for name, value in evaluate(model, samples, v, device).items()
+    }
     metadata: dict[str, object] = {
-        "command": "python -m morphoflow.segmentation.train_default " + " ".join(sys.argv[1:] if argv is None else argv),
-        "steps": step, "train_seconds": round(train_seconds, 1), "device": str(device),
-        "torch": str(torch.__version__), "final_loss": float(np.mean(losses[-100:])),
+        "command": "python -m morphoflow.segmentation.train_default "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "steps": step,
+        "train_seconds": round(train_seconds, 1),
+        "device": str(device),
+        "torch": str(torch.__version__),
+        "final_loss": float(np.mean(losses[-100:])),
         "validation": {"n_images": len(samples), **scores},
         "training_data": "wide-domain synthetic nuclei + simulated Cell Painting DNA sites",
     }

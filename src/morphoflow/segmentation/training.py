@@ -83,7 +83,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _random_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator) -> Sample:
+def _random_crop(
+    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator
+) -> Sample:
     h, w = image.shape
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
@@ -95,7 +97,9 @@ def _random_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.rando
     return image[y : y + size, x : x + size], labels[y : y + size, x : x + size]
 
 
-def make_batch(samples: Sequence[Sample], config: TrainConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    samples: Sequence[Sample], config: TrainConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise, crop, augment and build targets for one batch of samples."""
     images, targets = [], []
     for image, labels in samples:
@@ -141,11 +145,13 @@ def train_unet(
                 module.requires_grad_(False)
     optimiser = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
-        lr=config.lr, weight_decay=config.weight_decay,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     total = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        optimiser,
+        lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
     )
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
     use_amp = device.type == "cuda"
@@ -195,7 +201,9 @@ def cycle_samples(samples: Sequence[Sample], seed: int = 0) -> Iterator[Sample]:
             yield samples[int(index)]
 
 
-def mix_streams(streams: Sequence[Iterator[Sample]], weights: Sequence[float], seed: int = 0) -> Iterator[Sample]:
+def mix_streams(
+    streams: Sequence[Iterator[Sample]], weights: Sequence[float], seed: int = 0
+) -> Iterator[Sample]:
     """Endless stream drawing from several streams with the given probabilities."""
     p = np.asarray(weights, dtype=float)
     if len(streams) != len(p) or p.sum() <= 0:

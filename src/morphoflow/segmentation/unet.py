@@ -72,7 +72,9 @@ class NucleusUNet(nn.Module):
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
             for i in reversed(range(c.depth))
         )
-        self.merge = nn.ModuleList(_block(2 * widths[i], widths[i]) for i in reversed(range(c.depth)))
+        self.merge = nn.ModuleList(
+            _block(2 * widths[i], widths[i]) for i in reversed(range(c.depth))
+        )
         self.head = nn.Conv2d(widths[0], c.n_classes, 1)
 
     @property
@@ -163,8 +165,9 @@ def predict_probabilities(
     return out[..., :h, :w]
 
 
-def save_unet(model: NucleusUNet, path: str | Path, metadata: dict[str, Any] | None = None,
-              half: bool = True) -> Path:
+def save_unet(
+    model: NucleusUNet, path: str | Path, metadata: dict[str, Any] | None = None, half: bool = True
+) -> Path:
     """Save architecture, weights and metadata to one file (atomically).
 
     Args:
@@ -184,15 +187,21 @@ def save_unet(model: NucleusUNet, path: str | Path, metadata: dict[str, Any] | N
     }
     # JSON round trip: metadata must load with torch.load(weights_only=True) (plain types only)
     plain = json.loads(json.dumps(dict(metadata or {}), default=str))
-    payload = {"format": _FORMAT, "config": asdict(model.config), "state_dict": state,
-               "metadata": plain}
+    payload = {
+        "format": _FORMAT,
+        "config": asdict(model.config),
+        "state_dict": state,
+        "metadata": plain,
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
 
 
-def load_unet(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[NucleusUNet, dict[str, Any]]:
+def load_unet(
+    path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[NucleusUNet, dict[str, Any]]:
     """Load a U-Net saved by :func:`save_unet` (default: the shipped nucleus model).
 
     Returns:
@@ -212,7 +221,8 @@ def load_unet(path: str | Path | None = None, device: str | torch.device = "cpu"
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a morphoflow U-Net file (format {_FORMAT})")
     model = NucleusUNet(UNetConfig(**payload["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in payload["state_dict"].items()})
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    )
     model.eval().to(device)
     return model, dict(payload.get("metadata", {}))

@@ -52,7 +52,9 @@ class ValidationConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(f"unknown data_validation parameter(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown data_validation parameter(s) {unknown}; known: {sorted(known)}"
+            )
         if "allowed_dtypes" in params:
             params["allowed_dtypes"] = tuple(params["allowed_dtypes"])
         return cls(**params)
@@ -104,7 +106,9 @@ def _image_table_expectations(gxe: Any) -> list[Any]:
             column_list=["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
         ),
         gxe.ExpectColumnValuesToBeInSet(column="Check_MissingFiles", value_set=[""]),
-        gxe.ExpectColumnValuesToBeInSet(column="Metadata_ControlType", value_set=list(CONTROL_TYPES)),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="Metadata_ControlType", value_set=list(CONTROL_TYPES)
+        ),
         gxe.ExpectColumnValuesToBeBetween(column="Check_PlateNegconWells", min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="Metadata_Treatment"),
     ]
@@ -117,15 +121,20 @@ def _site_qc_expectations(gxe: Any, config: ValidationConfig) -> list[Any]:
         gxe.ExpectColumnValuesToBeInSet(column="QC_ShapeConsistent", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="QC_Empty", value_set=[False]),
         gxe.ExpectColumnValuesToBeInSet(
-            column="QC_DType", value_set=list(config.allowed_dtypes), mostly=1.0,
-            row_condition='QC_Readable==True', condition_parser="pandas",
+            column="QC_DType",
+            value_set=list(config.allowed_dtypes),
+            mostly=1.0,
+            row_condition="QC_Readable==True",
+            condition_parser="pandas",
         ),
         gxe.ExpectColumnValuesToBeBetween(
             column="QC_SaturationFraction", max_value=config.max_saturation_fraction
         ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="QC_FocusRatio", min_value=config.min_focus_ratio,
-            row_condition='QC_Readable==True', condition_parser="pandas",
+            column="QC_FocusRatio",
+            min_value=config.min_focus_ratio,
+            row_condition="QC_Readable==True",
+            condition_parser="pandas",
         ),
     ]
 
@@ -165,8 +174,15 @@ def _collect_failures(result: Any, frames: dict[str, pd.DataFrame]) -> list[Fail
                 ",".join(config.kwargs["column_list"]) if "column_list" in config.kwargs else None
             )
             if item.exception_info and item.exception_info.get("raised_exception"):
-                failures.append(Failure(suite, config.type, column, 0,
-                                        [str(item.exception_info.get("exception_message"))]))
+                failures.append(
+                    Failure(
+                        suite,
+                        config.type,
+                        column,
+                        0,
+                        [str(item.exception_info.get("exception_message"))],
+                    )
+                )
                 continue
             indices = item.result.get("unexpected_index_list") or []
             count = int(item.result.get("unexpected_count") or len(indices))

@@ -11,7 +11,11 @@ import pandas as pd
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
 from morphoflow.profiling.aggregate import treatment_profiles, well_profiles
-from morphoflow.profiling.evaluation import plot_embedding, plot_pr_curves, replicate_reproducibility
+from morphoflow.profiling.evaluation import (
+    plot_embedding,
+    plot_pr_curves,
+    replicate_reproducibility,
+)
 from morphoflow.profiling.extract import CropSettings, profile_sites
 from morphoflow.profiling.illumination import plate_illumination
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
@@ -43,7 +47,9 @@ def compute_illumination(
         return {}
     root = screen_root(screen)
     return {
-        str(plate): plate_illumination(rows, root, int(params["downscale"]), int(params["median_size"]))
+        str(plate): plate_illumination(
+            rows, root, int(params["downscale"]), int(params["median_size"])
+        )
         for plate, rows in image_table.groupby("Metadata_Plate")
     }
 
@@ -57,14 +63,19 @@ def _extractor(params: dict[str, Any]):
     if name == "imagenet":
         from morphoflow.profiling.cnn import ImageNetFeaturizer
 
-        return ImageNetFeaturizer(params.get("weights_path"), batch_size=int(params["batch_size"]),
-                                  device=str(params.get("device", "cpu")))
+        return ImageNetFeaturizer(
+            params.get("weights_path"),
+            batch_size=int(params["batch_size"]),
+            device=str(params.get("device", "cpu")),
+        )
     if name == "cnn":
         from morphoflow.profiling.cnn import OnnxFeaturizer
 
         path = resolve_model_file(params.get("model"), suffix=".onnx")
         if path is None:
-            raise ValueError("features.model must name an ONNX model file or models:/ URI for extractor 'cnn'")
+            raise ValueError(
+                "features.model must name an ONNX model file or models:/ URI for extractor 'cnn'"
+            )
         return OnnxFeaturizer(path, batch_size=int(params["batch_size"]))
     raise ValueError(f"features.extractor must be classical, imagenet or cnn, got {name!r}")
 
@@ -86,7 +97,9 @@ def extract_features(
         nuclei_params["labels_dir"],
         _extractor(feature_params),
         feature_params["single_cell_dir"],
-        CropSettings(int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])),
+        CropSettings(
+            int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])
+        ),
         illumination or None,
         crop_params["dir"] if crop_params.get("store", False) else None,
     )
@@ -99,23 +112,34 @@ def aggregate_wells(site_profiles: pd.DataFrame) -> pd.DataFrame:
 
 def correct_and_evaluate(
     wells: pd.DataFrame, params: dict[str, Any], feature_params: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]]:
+) -> tuple[
+    pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]
+]:
     """Batch correction with lambda chosen on held-out treatments; scores; report figures."""
     settings = EvaluationSettings(
-        lambdas=[float(x) for x in params["lambdas"]], scope=str(params["scope"]),
-        null_size=int(params["null_size"]), top_fraction=float(params["top_fraction"]),
-        shuffles=int(params["shuffles"]), seed=int(params["seed"]),
+        lambdas=[float(x) for x in params["lambdas"]],
+        scope=str(params["scope"]),
+        null_size=int(params["null_size"]),
+        top_fraction=float(params["top_fraction"]),
+        shuffles=int(params["shuffles"]),
+        seed=int(params["seed"]),
         exclude_labels=list(params["exclude_labels"]),
     )
     result = evaluate_representations(wells, settings)
     final = result.corrected_wells[str(params["output_representation"])]
     treatments = treatment_profiles(final)
     replicates = replicate_reproducibility(final, null_size=settings.null_size, seed=settings.seed)
-    report = {"extractor": feature_params["extractor"], "output_representation": params["output_representation"],
-              **result.metrics,
-              "replicate_reproducibility": {
-                  "mean_map": float(replicates["map"].mean()) if len(replicates) else float("nan"),
-                  "fraction_reproducible": float(replicates["below_corrected_p"].mean()) if len(replicates) else float("nan")}}
+    report = {
+        "extractor": feature_params["extractor"],
+        "output_representation": params["output_representation"],
+        **result.metrics,
+        "replicate_reproducibility": {
+            "mean_map": float(replicates["map"].mean()) if len(replicates) else float("nan"),
+            "fraction_reproducible": float(replicates["below_corrected_p"].mean())
+            if len(replicates)
+            else float("nan"),
+        },
+    }
     extractor = feature_params["extractor"]
     mlflow_metrics = {
         f"{extractor}.{rep}.{name}": {"value": float(value), "step": 0}
@@ -124,12 +148,22 @@ def correct_and_evaluate(
     }
     mlflow_metrics[f"{extractor}.lambda_chosen"] = {"value": float(result.chosen_lambda), "step": 0}
     for lam, score in zip(result.lambda_sweep["lam"], result.lambda_sweep["score"], strict=True):
-        mlflow_metrics[f"{extractor}.lambda_sweep_selection_map.{lam:g}"] = {"value": float(score), "step": 0}
+        mlflow_metrics[f"{extractor}.lambda_sweep_selection_map.{lam:g}"] = {
+            "value": float(score),
+            "step": 0,
+        }
     per_treatment = result.per_query.merge(
-        replicates.rename(columns={"map": "replicate_map", "p_value": "replicate_p_value",
-                                   "corrected_p_value": "replicate_corrected_p_value",
-                                   "below_corrected_p": "replicate_below_corrected_p"}),
-        on="Metadata_Treatment", how="left", suffixes=("", "_replicates"),
+        replicates.rename(
+            columns={
+                "map": "replicate_map",
+                "p_value": "replicate_p_value",
+                "corrected_p_value": "replicate_corrected_p_value",
+                "below_corrected_p": "replicate_below_corrected_p",
+            }
+        ),
+        on="Metadata_Treatment",
+        how="left",
+        suffixes=("", "_replicates"),
     )
     figures = _figures(result, final, wells)
     return final, treatments, report, mlflow_metrics, per_treatment, figures
@@ -143,7 +177,9 @@ def _figures(result, final: pd.DataFrame, raw: pd.DataFrame) -> dict[str, Any]:
 
     sweep, ax = plt.subplots(figsize=(5, 3.5))
     ax.semilogx(result.lambda_sweep["lam"], result.lambda_sweep["score"], marker="o")
-    ax.axvline(result.chosen_lambda, color="grey", linestyle="--", label=f"chosen {result.chosen_lambda:g}")
+    ax.axvline(
+        result.chosen_lambda, color="grey", linestyle="--", label=f"chosen {result.chosen_lambda:g}"
+    )
     ax.set_xlabel("sphering lambda (relative to mean control variance)")
     ax.set_ylabel("MoA mAP, selection treatments")
     ax.legend()
@@ -154,5 +190,7 @@ def _figures(result, final: pd.DataFrame, raw: pd.DataFrame) -> dict[str, Any]:
         "pr_curves.png": plot_pr_curves(result.curves, title="MoA retrieval, report treatments"),
         "embedding_raw_by_plate.png": plot_embedding(raw, "Metadata_Plate"),
         "embedding_final_by_plate.png": plot_embedding(final, "Metadata_Plate"),
-        "embedding_final_by_moa.png": plot_embedding(final[treatments_mask.to_numpy()], "Metadata_MoA"),
+        "embedding_final_by_moa.png": plot_embedding(
+            final[treatments_mask.to_numpy()], "Metadata_MoA"
+        ),
     }

@@ -22,19 +22,45 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     """The platform's main job."""
     return data_validation() + Pipeline(
         [
-            Node(segment_nuclei_per_site, ["validated_image_table", "params:screen", "params:nuclei"],
-                 "nuclei_locations", name="segment_nuclei"),
-            Node(compute_illumination, ["validated_image_table", "params:screen", "params:illumination"],
-                 "illumination_functions", name="compute_illumination"),
-            Node(extract_features,
-                 ["validated_image_table", "nuclei_locations", "illumination_functions", "params:screen",
-                  "params:nuclei", "params:crops", "params:features"],
-                 ["site_profiles", "crop_index"], name="extract_features"),
+            Node(
+                segment_nuclei_per_site,
+                ["validated_image_table", "params:screen", "params:nuclei"],
+                "nuclei_locations",
+                name="segment_nuclei",
+            ),
+            Node(
+                compute_illumination,
+                ["validated_image_table", "params:screen", "params:illumination"],
+                "illumination_functions",
+                name="compute_illumination",
+            ),
+            Node(
+                extract_features,
+                [
+                    "validated_image_table",
+                    "nuclei_locations",
+                    "illumination_functions",
+                    "params:screen",
+                    "params:nuclei",
+                    "params:crops",
+                    "params:features",
+                ],
+                ["site_profiles", "crop_index"],
+                name="extract_features",
+            ),
             Node(aggregate_wells, "site_profiles", "profiles_well_raw", name="aggregate_wells"),
-            Node(correct_and_evaluate,
-                 ["profiles_well_raw", "params:batch_correction", "params:features"],
-                 ["profiles_well", "profiles_treatment", "profiling_report", "profiling_metrics",
-                  "profiling_per_treatment", "profiling_figures"],
-                 name="correct_and_evaluate"),
+            Node(
+                correct_and_evaluate,
+                ["profiles_well_raw", "params:batch_correction", "params:features"],
+                [
+                    "profiles_well",
+                    "profiles_treatment",
+                    "profiling_report",
+                    "profiling_metrics",
+                    "profiling_per_treatment",
+                    "profiling_figures",
+                ],
+                name="correct_and_evaluate",
+            ),
         ]
     )

@@ -22,10 +22,12 @@ from morphoflow.segmentation.evaluation import (
 )
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.training import TrainConfig, cycle_samples, train_unet
-from morphoflow.segmentation.unet import NucleusUNet, UNetConfig, load_unet, predict_probabilities
+from morphoflow.segmentation.unet import NucleusUNet, load_unet, predict_probabilities
 
 
-def split_sites(image_table: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_sites(
+    image_table: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training sites and held-out-plate sites (both need ground-truth masks)."""
     require_truth(image_table)
     return split_by_plate(image_table, params["holdout"])
@@ -46,8 +48,12 @@ def train_nucleus_unet(
         train["unet"] = model.config
     config = TrainConfig(**train)
     model, history = train_unet(cycle_samples(samples, config.seed), config, model=model)
-    model.metadata = {"init": str(init), "train": config.to_dict(), "n_train_sites": len(samples),
-                      "train_plates": sorted(sites["Metadata_Plate"].unique().tolist())}
+    model.metadata = {
+        "init": str(init),
+        "train": config.to_dict(),
+        "n_train_sites": len(samples),
+        "train_plates": sorted(sites["Metadata_Plate"].unique().tolist()),
+    }
     metrics = {
         f"unet.{name}": [{"value": h[name], "step": int(h["epoch"])} for h in history]
         for name in ("train_loss", "epoch_seconds")
@@ -76,19 +82,25 @@ def evaluate_nucleus_unet(
     sites = spread_sites(test_sites, evaluation["max_sites"])
     samples = list(iter_dna_and_truth(sites, screen_root(screen)))
     views = [int(v) for v in evaluation["views"]]
-    scores, predictions = evaluate_views(_unet_segmenter(model, params["postprocess"]), samples, views)
+    scores, predictions = evaluate_views(
+        _unet_segmenter(model, params["postprocess"]), samples, views
+    )
     flat = flat_metrics(scores, "unet")
     tables = [scores_table(scores, sites, "unet")]
     init = params["train"].get("init", "default")
     if init != "random":
         initial, _ = load_unet(resolve_model_file(init))
-        initial_scores, _ = evaluate_views(_unet_segmenter(initial, params["postprocess"]), samples, views)
+        initial_scores, _ = evaluate_views(
+            _unet_segmenter(initial, params["postprocess"]), samples, views
+        )
         flat.update(flat_metrics(initial_scores, "unet_initial"))
         tables.append(scores_table(initial_scores, sites, "unet_initial"))
     metrics = {k: {"value": v, "step": 0} for k, v in flat.items()}
     # overlay of the held-out site where TTA changed the score most
     low, high = min(views), max(views)
-    gains = [b.score - a.score for a, b in zip(scores[low].images, scores[high].images, strict=True)]
+    gains = [
+        b.score - a.score for a, b in zip(scores[low].images, scores[high].images, strict=True)
+    ]
     pick = int(np.argmax(np.abs(gains)))
     image, truth = samples[pick]
     names = (f"U-Net, {low} view(s)", f"U-Net + TTA, {high} views")
@@ -98,13 +110,18 @@ def evaluate_nucleus_unet(
         {names[0]: predictions[low][pick], names[1]: predictions[high][pick]},
         {names[0]: scores[low].images[pick].score, names[1]: scores[high].images[pick].score},
         title="held-out site "
-        + "/".join(str(sites.iloc[pick][k]) for k in ("Metadata_Plate", "Metadata_Well", "Metadata_Site")),
+        + "/".join(
+            str(sites.iloc[pick][k]) for k in ("Metadata_Plate", "Metadata_Well", "Metadata_Site")
+        ),
     )
     return metrics, pd.concat(tables, ignore_index=True), figure
 
 
 def train_and_evaluate_maskrcnn(
-    train_sites: pd.DataFrame, test_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+    train_sites: pd.DataFrame,
+    test_sites: pd.DataFrame,
+    screen: dict[str, Any],
+    params: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Mask R-CNN trained on the same plates and scored with/without instance TTA (opt-in).
 
@@ -127,9 +144,14 @@ def train_and_evaluate_maskrcnn(
     train = list(iter_dna_and_truth(train_sites, root))
     seed = int(options.get("seed", 0))
     model, _ = train_maskrcnn(
-        cycle_samples(train, seed), config, steps=int(options["steps"]),
-        batch_size=int(options["batch_size"]), lr=float(options["lr"]), seed=seed,
-        device=str(options.get("device", "cpu")), model=model,
+        cycle_samples(train, seed),
+        config,
+        steps=int(options["steps"]),
+        batch_size=int(options["batch_size"]),
+        lr=float(options["lr"]),
+        seed=seed,
+        device=str(options.get("device", "cpu")),
+        model=model,
     )
     sites = spread_sites(test_sites, params["evaluation"]["max_sites"])
     samples = list(iter_dna_and_truth(sites, root))
@@ -140,5 +162,3 @@ def train_and_evaluate_maskrcnn(
     scores, _ = evaluate_views(segment, samples, [int(v) for v in params["evaluation"]["views"]])
     metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "maskrcnn").items()}
     return metrics, scores_table(scores, sites, "maskrcnn")
-
-

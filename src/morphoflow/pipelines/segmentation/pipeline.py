@@ -19,18 +19,34 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     """data_validation -> split plates -> train U-Net -> DSB with/without TTA (+ Mask R-CNN)."""
     return data_validation() + Pipeline(
         [
-            Node(split_sites, ["validated_image_table", "params:segmentation"],
-                 ["segmentation_train_sites", "segmentation_test_sites"], name="split_sites"),
-            Node(train_nucleus_unet,
-                 ["segmentation_train_sites", "params:screen", "params:segmentation"],
-                 ["nucleus_unet", "segmentation_training_metrics"], name="train_nucleus_unet"),
-            Node(evaluate_nucleus_unet,
-                 ["nucleus_unet", "segmentation_test_sites", "params:screen", "params:segmentation"],
-                 ["segmentation_metrics", "segmentation_scores", "segmentation_overlay"],
-                 name="evaluate_nucleus_unet"),
-            Node(train_and_evaluate_maskrcnn,
-                 ["segmentation_train_sites", "segmentation_test_sites", "params:screen",
-                  "params:segmentation"],
-                 ["maskrcnn_metrics", "maskrcnn_scores"], name="train_and_evaluate_maskrcnn"),
+            Node(
+                split_sites,
+                ["validated_image_table", "params:segmentation"],
+                ["segmentation_train_sites", "segmentation_test_sites"],
+                name="split_sites",
+            ),
+            Node(
+                train_nucleus_unet,
+                ["segmentation_train_sites", "params:screen", "params:segmentation"],
+                ["nucleus_unet", "segmentation_training_metrics"],
+                name="train_nucleus_unet",
+            ),
+            Node(
+                evaluate_nucleus_unet,
+                ["nucleus_unet", "segmentation_test_sites", "params:screen", "params:segmentation"],
+                ["segmentation_metrics", "segmentation_scores", "segmentation_overlay"],
+                name="evaluate_nucleus_unet",
+            ),
+            Node(
+                train_and_evaluate_maskrcnn,
+                [
+                    "segmentation_train_sites",
+                    "segmentation_test_sites",
+                    "params:screen",
+                    "params:segmentation",
+                ],
+                ["maskrcnn_metrics", "maskrcnn_scores"],
+                name="train_and_evaluate_maskrcnn",
+            ),
         ]
     )
