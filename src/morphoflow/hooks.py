@@ -33,6 +33,31 @@ def git_revision(path: str | Path = ".") -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class MemoryHook:
+    """Log the process's peak RSS after every node (INFO) and as MLflow metrics.
+
+    The peak is cumulative: a jump after a node shows that node's footprint.
+    """
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        import logging
+
+        import mlflow
+
+        peak = peak_rss_mb()
+        logging.getLogger("morphoflow").info("peak RSS after %s: %.0f MiB", node.name, peak)
+        if mlflow.active_run() is not None:
+            mlflow.log_metric(f"memory.peak_rss_mb.{node.name}", peak)
+
+
 class LineageHook:
     """Tag every MLflow run with lineage; log the data validation report and fingerprint."""
 
