@@ -1,0 +1,71 @@
+"""Nodes of the training pipeline: thin wrappers over morphoflow.learning and the registry."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from morphoflow.learning import (
+    Block6aFeatures,
+    WSLConfig,
+    export_featurizer_onnx,
+    plot_confusion,
+    save_wsl_model,
+    train_wsl,
+)
+from morphoflow.learning.train import confusion_matrix
+
+
+def train_cellpainting_cnn(
+    combined_index: pd.DataFrame, crop_params: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Train the WSL CNN; save it; per-epoch metrics for MLflow; confusion figure."""
+    config = WSLConfig(**{k: v for k, v in params["config"].items()})
+    model, classes, history = train_wsl(combined_index, crop_params["dir"], config)
+    save_wsl_model(model, classes, params["model_path"],
+                   {"config": config.__dict__, "history": history, "n_cells": len(combined_index)})
+    metrics = {
+        f"wsl.{name}": [{"value": float(h[name]), "step": int(h["epoch"])} for h in history if name in h]
+        for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "crops_per_s")
+    }
+    figure = _confusion_figure(model, classes, combined_index, crop_params["dir"], config)
+    summary = {"classes": classes, "epochs": len(history),
+               "final": {k: float(v) for k, v in history[-1].items()} if history else {}}
+    return summary, metrics, figure
+
+
+def _confusion_figure(model, classes, index, crops_dir, config):
+    from torch.utils.data import DataLoader
+
+    from morphoflow.learning import CropDataset, split_leave_cells_out, split_leave_plates_out
+
+    if config.split == "leave_plates_out":
+        _, val = split_leave_plates_out(index, config.val_plates, config.val_plate_fraction, config.seed)
+    else:
+        _, val = split_leave_cells_out(index, config.train_fraction, config.seed)
+    val_index = index.iloc[val]
+    val_index = val_index[val_index[config.label_col].isin(classes)]
+    loader = DataLoader(CropDataset(val_index, crops_dir, config.label_col, classes), batch_size=64)
+    return plot_confusion(confusion_matrix(model, loader, n_classes=len(classes)), classes)
+
+
+def export_and_register(
+    training_summary: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Export the block6a featurizer to ONNX (parity-checked) and register it in MLflow."""
+    from morphoflow.learning import load_wsl_model
+    from morphoflow.lifecycle.registry import register_onnx_model
+
+    model, classes, _ = load_wsl_model(params["model_path"])
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "cellpainting_cnn.onnx"
+        parity = export_featurizer_onnx(Block6aFeatures(model), onnx_path)
+        final = training_summary.get("final", {})
+        tags = {"parity_max_abs_diff": parity, "n_classes": len(classes),
+                "manifest_version": manifest.get("version", ""),
+                **{f"metric.{k}": v for k, v in final.items()}}
+        registered = register_onnx_model(onnx_path, params["registered_model_name"], tags)
+    return {**registered, "parity_max_abs_diff": parity}
