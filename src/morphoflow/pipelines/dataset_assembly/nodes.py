@@ -1,0 +1,40 @@
+"""Nodes of the dataset_assembly pipeline: thin wrappers over morphoflow.assembly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from morphoflow.assembly import combined_index, manifest, phenotype_strength
+
+
+def assess_strength(wells: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Per-(source, treatment) phenotype strength against that source's negative controls."""
+    strength = params["strength"]
+    return phenotype_strength(
+        wells, n_components=strength["n_components"], percentile=float(strength["percentile"]),
+        min_replicates=int(strength["min_replicates"]), scope=str(strength["scope"]),
+        n_null=int(strength["n_null"]), seed=int(params["seed"]),
+    )
+
+
+def assemble(
+    crop_index: pd.DataFrame, strength: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Combined single-cell index (strong treatments + both control kinds) and its manifest."""
+    if crop_index.empty or (crop_index["Path_Crops"].astype(str) == "").all():
+        raise ValueError(
+            "the crop index has no stored crops: run the profiling pipeline with "
+            "--params crops.store=true first (dataset_assembly and training read the crops)"
+        )
+    cap = params.get("max_control_cells_per_plate")
+    combined = combined_index(crop_index, strength, None if cap is None else int(cap), int(params["seed"]))
+    description = manifest(strength, combined, {"strength": params["strength"], "max_control_cells_per_plate": cap,
+                                               "seed": params["seed"]})
+    metrics = {}
+    for source, info in description.get("sources", {}).items():
+        for key in ("treatments_total", "treatments_kept", "cells_kept"):
+            if key in info:
+                metrics[f"{source}.{key}"] = {"value": float(info[key]), "step": 0}
+    return combined, description, metrics
