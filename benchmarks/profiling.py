@@ -130,7 +130,9 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=8)
     parser.add_argument("--cnn-cells", type=int, default=64)
     parser.add_argument("--stream-sites", type=int, default=12)
-    parser.add_argument("--skip-map", action="store_true", help="skip the 10k-profile mAP vs copairs part")
+    parser.add_argument(
+        "--skip-map", action="store_true", help="skip the 10k-profile mAP vs copairs part"
+    )
     args = parser.parse_args()
     rate, sites = crops_per_second(args.sites)
     result = {
@@ -165,7 +167,9 @@ def main() -> None:
     if not args.skip_map:
         # mAP of 10k profiles vs copairs: benchmarks/profiling_map.py, run as its own process
         script = Path(__file__).with_name("profiling_map.py")
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True
+        )
         result["map_10k"] = json.loads(done.stdout)
     print(json.dumps(result, indent=2))
 

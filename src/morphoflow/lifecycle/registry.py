@@ -30,10 +30,13 @@ def register_onnx_model(
 
     run = mlflow.active_run()
     if run is None:
-        raise RuntimeError("register_onnx_model needs an active MLflow run (kedro-mlflow starts one)")
+        raise RuntimeError(
+            "register_onnx_model needs an active MLflow run (kedro-mlflow starts one)"
+        )
     model = onnx.load(str(onnx_path))
-    info = mlflow.onnx.log_model(model, name="model", registered_model_name=name,
-                                 save_as_external_data=False)
+    info = mlflow.onnx.log_model(
+        model, name="model", registered_model_name=name, save_as_external_data=False
+    )
     client = MlflowClient()
     versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
     version = max(int(v.version) for v in versions)

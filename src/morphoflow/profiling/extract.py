@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.crops import crop_cells, crops_relpath, save_site_crops
-from morphoflow.profiling.illumination import correct
+from morphoflow.profiling.illumination import compress_8bit, correct
 from morphoflow.progress import track
 from morphoflow.screen.constants import METADATA_COLUMNS
 from morphoflow.screen.io import read_image, read_site
@@ -84,6 +84,7 @@ def profile_sites(
     crop: CropSettings | None = None,
     illumination: Mapping[str, np.ndarray] | None = None,
     crops_dir: str | Path | None = None,
+    compression: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Single-cell features of every site; returns site profiles and the crop index.
 
@@ -98,6 +99,8 @@ def profile_sites(
         crop: Crop settings.
         illumination: Plate -> illumination function (C, H, W); None = no correction.
         crops_dir: When given, every site's crops are stored there (``.npz``).
+        compression: Plate -> per-channel (low, high) percentiles: corrected images are
+            stretched and rounded to 8 bit (lossy, DeepProfiler-style) before cropping.
 
     Returns:
         (site profiles: median of each site's cells with ``Metadata_CellCount``,
@@ -124,6 +127,9 @@ def profile_sites(
                 read_site(site, root=root),
                 None if illumination is None else illumination[site["Metadata_Plate"]],
             )
+            if compression is not None:
+                low, high = compression[site["Metadata_Plate"]]
+                image = compress_8bit(image, low, high).astype(np.float32)
             labels = read_image(labels_dir / objects["Path_NucleiLabels"].iloc[0]).astype(np.int32)
             cells = segment_cells(image, labels)
             crops = crop_cells(

@@ -96,3 +96,21 @@ def plate_illumination(
         downscale=downscale,
         median_size=median_size,
     )
+
+
+def plate_percentiles(
+    table,
+    root: str | Path,
+    illum: np.ndarray | None,
+    low: float = 0.1,
+    high: float = 99.9,
+    max_sites: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (low, high) intensity percentiles of a plate's corrected images, from up to
+    ``max_sites`` evenly spaced sites (the stretch of :func:`compress_8bit`)."""
+    root = Path(root)
+    rows = table.to_dict("records")
+    step = max(1, len(rows) // max_sites)
+    stack = np.stack([correct(read_site(r, root=root), illum) for r in rows[::step][:max_sites]])
+    values = stack.transpose(1, 0, 2, 3).reshape(stack.shape[1], -1)
+    return np.percentile(values, low, axis=1), np.percentile(values, high, axis=1)

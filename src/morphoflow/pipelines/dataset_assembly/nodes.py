@@ -13,9 +13,13 @@ def assess_strength(wells: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame
     """Per-(source, treatment) phenotype strength against that source's negative controls."""
     strength = params["strength"]
     return phenotype_strength(
-        wells, n_components=strength["n_components"], percentile=float(strength["percentile"]),
-        min_replicates=int(strength["min_replicates"]), scope=str(strength["scope"]),
-        n_null=int(strength["n_null"]), seed=int(params["seed"]),
+        wells,
+        n_components=strength["n_components"],
+        percentile=float(strength["percentile"]),
+        min_replicates=int(strength["min_replicates"]),
+        scope=str(strength["scope"]),
+        n_null=int(strength["n_null"]),
+        seed=int(params["seed"]),
     )
 
 
@@ -29,9 +33,18 @@ def assemble(
             "--params crops.store=true first (dataset_assembly and training read the crops)"
         )
     cap = params.get("max_control_cells_per_plate")
-    combined = combined_index(crop_index, strength, None if cap is None else int(cap), int(params["seed"]))
-    description = manifest(strength, combined, {"strength": params["strength"], "max_control_cells_per_plate": cap,
-                                               "seed": params["seed"]})
+    combined = combined_index(
+        crop_index, strength, None if cap is None else int(cap), int(params["seed"])
+    )
+    description = manifest(
+        strength,
+        combined,
+        {
+            "strength": params["strength"],
+            "max_control_cells_per_plate": cap,
+            "seed": params["seed"],
+        },
+    )
     metrics = {}
     for source, info in description.get("sources", {}).items():
         for key in ("treatments_total", "treatments_kept", "cells_kept"):

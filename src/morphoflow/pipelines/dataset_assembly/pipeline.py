@@ -14,9 +14,17 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     """Select strong treatments per source and pool them into one training index."""
     return Pipeline(
         [
-            Node(assess_strength, ["profiles_well_raw", "params:dataset_assembly"], "treatment_strength",
-                 name="assess_strength"),
-            Node(assemble, ["crop_index", "treatment_strength", "params:dataset_assembly"],
-                 ["combined_index", "assembly_manifest", "assembly_metrics"], name="assemble"),
+            Node(
+                assess_strength,
+                ["profiles_well_raw", "params:dataset_assembly"],
+                "treatment_strength",
+                name="assess_strength",
+            ),
+            Node(
+                assemble,
+                ["crop_index", "treatment_strength", "params:dataset_assembly"],
+                ["combined_index", "assembly_manifest", "assembly_metrics"],
+                name="assemble",
+            ),
         ]
     )

@@ -17,7 +17,7 @@ from morphoflow.profiling.evaluation import (
     replicate_reproducibility,
 )
 from morphoflow.profiling.extract import CropSettings, profile_sites
-from morphoflow.profiling.illumination import plate_illumination
+from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
 from morphoflow.segmentation.screen import segment_screen
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
@@ -41,17 +41,26 @@ def segment_nuclei_per_site(
 
 def compute_illumination(
     image_table: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """Per-plate illumination functions (empty when ``illumination.enabled`` is false)."""
-    if not params.get("enabled", False):
-        return {}
+) -> dict[str, Any]:
+    """Per-plate illumination functions and (optional) 8-bit stretch percentiles.
+
+    Returns ``{"functions": {plate: (C, H, W)}, "compression": {plate: (low, high)}}``; each
+    is empty when its option (``enabled``, ``compress_8bit``) is off.
+    """
     root = screen_root(screen)
-    return {
-        str(plate): plate_illumination(
-            rows, root, int(params["downscale"]), int(params["median_size"])
-        )
-        for plate, rows in image_table.groupby("Metadata_Plate")
-    }
+    functions: dict[str, np.ndarray] = {}
+    compression: dict[str, Any] = {}
+    for plate, rows in image_table.groupby("Metadata_Plate"):
+        if params.get("enabled", False):
+            functions[str(plate)] = plate_illumination(
+                rows, root, int(params["downscale"]), int(params["median_size"])
+            )
+        if params.get("compress_8bit", False):
+            low, high = params["compress_percentiles"]
+            compression[str(plate)] = plate_percentiles(
+                rows, root, functions.get(str(plate)), float(low), float(high)
+            )
+    return {"functions": functions, "compression": compression}
 
 
 def _extractor(params: dict[str, Any]):
@@ -83,7 +92,7 @@ def _extractor(params: dict[str, Any]):
 def extract_features(
     image_table: pd.DataFrame,
     nuclei: pd.DataFrame,
-    illumination: dict[str, np.ndarray],
+    illumination: dict[str, Any],
     screen: dict[str, Any],
     nuclei_params: dict[str, Any],
     crop_params: dict[str, Any],
@@ -100,8 +109,9 @@ def extract_features(
         CropSettings(
             int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])
         ),
-        illumination or None,
+        illumination["functions"] or None,
         crop_params["dir"] if crop_params.get("store", False) else None,
+        illumination["compression"] or None,
     )
 
 

@@ -25,15 +25,31 @@ def train_cellpainting_cnn(
     """Train the WSL CNN; save it; per-epoch metrics for MLflow; confusion figure."""
     config = WSLConfig(**{k: v for k, v in params["config"].items()})
     model, classes, history = train_wsl(combined_index, crop_params["dir"], config)
-    save_wsl_model(model, classes, params["model_path"],
-                   {"config": config.__dict__, "history": history, "n_cells": len(combined_index)})
+    save_wsl_model(
+        model,
+        classes,
+        params["model_path"],
+        {"config": config.__dict__, "history": history, "n_cells": len(combined_index)},
+    )
     metrics = {
-        f"wsl.{name}": [{"value": float(h[name]), "step": int(h["epoch"])} for h in history if name in h]
-        for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "crops_per_s")
+        f"wsl.{name}": [
+            {"value": float(h[name]), "step": int(h["epoch"])} for h in history if name in h
+        ]
+        for name in (
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+            "crops_per_s",
+        )
     }
     figure = _confusion_figure(model, classes, combined_index, crop_params["dir"], config)
-    summary = {"classes": classes, "epochs": len(history),
-               "final": {k: float(v) for k, v in history[-1].items()} if history else {}}
+    summary = {
+        "classes": classes,
+        "epochs": len(history),
+        "final": {k: float(v) for k, v in history[-1].items()} if history else {},
+    }
     return summary, metrics, figure
 
 
@@ -43,7 +59,9 @@ def _confusion_figure(model, classes, index, crops_dir, config):
     from morphoflow.learning import CropDataset, split_leave_cells_out, split_leave_plates_out
 
     if config.split == "leave_plates_out":
-        _, val = split_leave_plates_out(index, config.val_plates, config.val_plate_fraction, config.seed)
+        _, val = split_leave_plates_out(
+            index, config.val_plates, config.val_plate_fraction, config.seed
+        )
     else:
         _, val = split_leave_cells_out(index, config.train_fraction, config.seed)
     val_index = index.iloc[val]
@@ -64,8 +82,11 @@ def export_and_register(
         onnx_path = Path(tmp) / "cellpainting_cnn.onnx"
         parity = export_featurizer_onnx(Block6aFeatures(model), onnx_path)
         final = training_summary.get("final", {})
-        tags = {"parity_max_abs_diff": parity, "n_classes": len(classes),
-                "manifest_version": manifest.get("version", ""),
-                **{f"metric.{k}": v for k, v in final.items()}}
+        tags = {
+            "parity_max_abs_diff": parity,
+            "n_classes": len(classes),
+            "manifest_version": manifest.get("version", ""),
+            **{f"metric.{k}": v for k, v in final.items()},
+        }
         registered = register_onnx_model(onnx_path, params["registered_model_name"], tags)
     return {**registered, "parity_max_abs_diff": parity}

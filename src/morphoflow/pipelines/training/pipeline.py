@@ -13,10 +13,17 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     """Train on the dataset_assembly output, then export and register the featurizer."""
     return Pipeline(
         [
-            Node(train_cellpainting_cnn, ["combined_index", "params:crops", "params:training"],
-                 ["wsl_training_summary", "wsl_training_metrics", "wsl_confusion"],
-                 name="train_cellpainting_cnn"),
-            Node(export_and_register, ["wsl_training_summary", "assembly_manifest", "params:training"],
-                 "wsl_registration", name="export_and_register"),
+            Node(
+                train_cellpainting_cnn,
+                ["combined_index", "params:crops", "params:training"],
+                ["wsl_training_summary", "wsl_training_metrics", "wsl_confusion"],
+                name="train_cellpainting_cnn",
+            ),
+            Node(
+                export_and_register,
+                ["wsl_training_summary", "assembly_manifest", "params:training"],
+                "wsl_registration",
+                name="export_and_register",
+            ),
         ]
     )
