@@ -138,8 +138,17 @@ class OnnxFeaturizer:
             )
         self.batch_size = int(batch_size)
         self.columns: list[str] | None = None
+        self.path = path
+        self.input_shape = list(inputs["crops"].shape)
 
     def __call__(self, crops: np.ndarray, masks: np.ndarray | None = None) -> pd.DataFrame:
+        expected = self.input_shape[1:]
+        for axis, (want, got) in enumerate(zip(expected, crops.shape[1:], strict=False), start=1):
+            if isinstance(want, int) and want != got:
+                raise ValueError(
+                    f"{self.path} expects crops of shape (N, {', '.join(map(str, expected))}); "
+                    f"got {tuple(crops.shape)} (axis {axis}): set crops.size to the model's crop size"
+                )
         scaled = scale_crops(crops)
         chunks = [
             self.session.run(["features"], {"crops": scaled[start : start + self.batch_size]})[0]

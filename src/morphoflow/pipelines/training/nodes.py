@@ -17,6 +17,7 @@ from morphoflow.learning import (
     train_wsl,
 )
 from morphoflow.learning.train import confusion_matrix
+from morphoflow.profiling.crops import load_site_crops
 
 
 def train_cellpainting_cnn(
@@ -45,9 +46,12 @@ def train_cellpainting_cnn(
         )
     }
     figure = _confusion_figure(model, classes, combined_index, crop_params["dir"], config)
+    first = combined_index.iloc[0]
+    crops, _, _ = load_site_crops(Path(crop_params["dir"]) / first["Path_Crops"])
     summary = {
         "classes": classes,
         "epochs": len(history),
+        "crop_size": int(crops.shape[-1]),
         "final": {k: float(v) for k, v in history[-1].items()} if history else {},
     }
     return summary, metrics, figure
@@ -80,7 +84,9 @@ def export_and_register(
     model, classes, _ = load_wsl_model(params["model_path"])
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "cellpainting_cnn.onnx"
-        parity = export_featurizer_onnx(Block6aFeatures(model), onnx_path)
+        parity = export_featurizer_onnx(
+            Block6aFeatures(model), onnx_path, crop_size=int(training_summary["crop_size"])
+        )
         final = training_summary.get("final", {})
         tags = {
             "parity_max_abs_diff": parity,
