@@ -30,6 +30,7 @@ import torchvision
 from torch import nn
 
 from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
+from morphoflow.torch_files import load_payload
 
 WSL_FORMAT = "morphoflow-wsl/1"
 ARCHITECTURE = "efficientnet_b0"
@@ -323,15 +324,7 @@ def load_wsl_model(
         FileNotFoundError: No file at ``path``.
         ValueError: Not a ``morphoflow-wsl/1`` file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"WSL model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"path {path} is not a readable torch file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WSL_FORMAT:
-        raise ValueError(f"path {path} is not a morphoflow WSL model file (format {WSL_FORMAT})")
+    payload = load_payload(path, WSL_FORMAT, "WSL model")
     config = payload["config"]
     if config.get("architecture") != ARCHITECTURE:
         raise ValueError(f"path {path}: unsupported architecture {config.get('architecture')!r}")

@@ -43,6 +43,7 @@ from morphoflow.learning.data import (
     split_leave_plates_out,
 )
 from morphoflow.learning.model import build_efficientnet_b0
+from morphoflow.torch_files import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +124,6 @@ class WSLConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for logging and checkpoints)."""
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def split_index(index: pd.DataFrame, config: WSLConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from morphoflow.segmentation.metrics import check_label_image
 from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.tta import DIHEDRAL_VIEWS, ViewsArg, augment, predict_instance_tta
+from morphoflow.torch_files import load_payload
 
 logger = logging.getLogger(__name__)
 
@@ -757,15 +758,7 @@ def load_maskrcnn(
         FileNotFoundError: No file at ``path``.
         ValueError: The file is not a morphoflow Mask R-CNN file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Mask R-CNN model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable torch file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a morphoflow Mask R-CNN file (format {_FORMAT})")
+    payload = load_payload(path, _FORMAT, "Mask R-CNN")
     config = MaskRCNNConfig.from_dict(payload["config"])
     model = build_maskrcnn(config)
     model.load_state_dict(

@@ -27,8 +27,9 @@ import torch
 from morphoflow.segmentation.metrics import dsb_score
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
-from morphoflow.segmentation.training import TrainConfig, make_batch, resolve_device
+from morphoflow.segmentation.training import TrainConfig, make_batch
 from morphoflow.segmentation.unet import NucleusUNet, UNetConfig, predict_probabilities, save_unet
+from morphoflow.torch_files import resolve_device
 
 Sample = tuple[np.ndarray, np.ndarray]
 

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from morphoflow.segmentation.postprocess import labels_to_classes, normalize_image
 from morphoflow.segmentation.tta import DIHEDRAL_VIEWS, augment
 from morphoflow.segmentation.unet import NucleusUNet, UNetConfig
+from morphoflow.torch_files import resolve_device
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -74,13 +75,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Flat-ish dict for logging."""
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _random_crop(

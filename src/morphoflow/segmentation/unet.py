@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from morphoflow.torch_files import load_payload
+
 #: The nucleus U-Net shipped with the package (trained on wide-domain synthetic nuclei).
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "nuclei_unet.pt"
 
@@ -212,14 +214,7 @@ def load_unet(
         ValueError: The file is not a morphoflow U-Net.
     """
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"U-Net model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable torch file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a morphoflow U-Net file (format {_FORMAT})")
+    payload = load_payload(path, _FORMAT, "U-Net")
     model = NucleusUNet(UNetConfig(**payload["config"]))
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
