@@ -11,7 +11,7 @@ DEMO := data/01_raw/demo_screen
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
-export KEDRO_LOGGING_CONFIG := conf/logging.yml
+export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/logging.yml
 
 .PHONY: setup demo run test lint clean-data
 

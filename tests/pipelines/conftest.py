@@ -24,12 +24,15 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
+    shutil.copy(PROJECT_ROOT / "conf" / "logging.yml", project / "conf" / "logging.yml")
     (project / "conf" / "local").mkdir()
     (project / "src").mkdir()  # the package itself is installed; kedro only wants the folder
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    # `make test` exports KEDRO_LOGGING_CONFIG; point it at this copy's file
+    monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
     bootstrap_project(project)
     yield project
 
@@ -44,7 +47,7 @@ def run_pipeline(kedro_project: Path) -> Callable[..., subprocess.CompletedProce
     def _run(
         name: str, params: dict[str, Any] | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        command = [str(Path(sys.executable).with_name("kedro")), "run", f"--pipeline={name}"]
+        command = [str(Path(sys.executable).with_name("kedro")), "run", f"--pipelines={name}"]
         if params:
             command += ["--params", ",".join(f"{k}={v}" for k, v in params.items())]
         result = subprocess.run(
