@@ -37,3 +37,24 @@ def load_payload(path: str | Path, file_format: str, what: str) -> dict[str, Any
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise ValueError(f"path {path} is not a morphoflow {what} file (format {file_format})")
     return payload
+
+
+def save_payload(path: str | Path, payload: dict[str, Any]) -> Path:
+    """``torch.save`` through a temporary file in the same folder, then rename (atomic).
+
+    Nothing is left behind when saving fails.
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -30,7 +30,7 @@ import torchvision
 from torch import nn
 
 from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
-from morphoflow.torch_files import load_payload
+from morphoflow.torch_files import load_payload, save_payload
 
 WSL_FORMAT = "morphoflow-wsl/1"
 ARCHITECTURE = "efficientnet_b0"
@@ -289,7 +289,6 @@ def save_wsl_model(
     if len(classes) != n_out:
         raise ValueError(f"classes has {len(classes)} names, the model has {n_out} outputs")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": WSL_FORMAT,
         "config": {
@@ -301,15 +300,7 @@ def save_wsl_model(
         "classes": json.loads(json.dumps(list(classes), default=str)),
         "metadata": json.loads(json.dumps(dict(metadata or {}), default=str)),
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return save_payload(path, payload)
 
 
 def load_wsl_model(

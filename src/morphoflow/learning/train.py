@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -43,7 +41,7 @@ from morphoflow.learning.data import (
     split_leave_plates_out,
 )
 from morphoflow.learning.model import build_efficientnet_b0
-from morphoflow.torch_files import resolve_device
+from morphoflow.torch_files import resolve_device, save_payload
 
 logger = logging.getLogger(__name__)
 
@@ -148,15 +146,7 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 
 def _save_checkpoint(folder: Path, epoch: int, payload: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"wsl_epoch_{epoch:04d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = save_payload(folder / f"wsl_epoch_{epoch:04d}.pt", payload)
     for old in folder.iterdir():  # keep only the latest
         m = _CHECKPOINT_NAME.match(old.name)
         if m and int(m.group(1)) < epoch:

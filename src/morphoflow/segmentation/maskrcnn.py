@@ -53,7 +53,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from morphoflow.segmentation.metrics import check_label_image
 from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.tta import DIHEDRAL_VIEWS, ViewsArg, augment, predict_instance_tta
-from morphoflow.torch_files import load_payload
+from morphoflow.torch_files import load_payload, save_payload
 
 logger = logging.getLogger(__name__)
 
@@ -722,7 +722,6 @@ def save_maskrcnn(
         if differ:
             raise ValueError(f"config differs from the model's architecture in {differ}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
@@ -733,13 +732,7 @@ def save_maskrcnn(
         "state_dict": state,
         "metadata": dict(metadata or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(payload, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_payload(path, payload)
 
 
 def load_maskrcnn(

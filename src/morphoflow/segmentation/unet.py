@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from morphoflow.torch_files import load_payload
+from morphoflow.torch_files import load_payload, save_payload
 
 #: The nucleus U-Net shipped with the package (trained on wide-domain synthetic nuclei).
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "nuclei_unet.pt"
@@ -182,7 +182,6 @@ def save_unet(
         The written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
         for k, v in model.state_dict().items()
@@ -195,10 +194,7 @@ def save_unet(
         "state_dict": state,
         "metadata": plain,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return save_payload(path, payload)
 
 
 def load_unet(
