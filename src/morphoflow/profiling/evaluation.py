@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from morphoflow.profiling import aggregate
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -98,14 +100,14 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    features = [c for c in df.columns if not str(c).startswith(METADATA_PREFIX)]
+    features = aggregate.feature_columns(df)
     if not features:
         raise ValueError(f"df has no feature columns: every column starts with {METADATA_PREFIX!r}")
     return features
 
 
 def _metadata_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if str(c).startswith(METADATA_PREFIX)]
+    return aggregate.metadata_columns(df)
 
 
 def _feature_matrix(df: pd.DataFrame, name: str) -> np.ndarray:
