@@ -115,12 +115,23 @@ def validate_screen_command(
     typer.echo(json.dumps({k: summary[k] for k in ("success", "n_sites", "data_fingerprint")}))
 
 
-def _load_segmentation_model(model: str | None):
-    """A U-Net from a file, an MLflow ``models:/`` / ``runs:/`` URI, or the shipped default."""
-    from morphoflow.lifecycle.resolve import resolve_model_file
-    from morphoflow.segmentation.unet import load_unet
+def _segmenter(model: str | None, triton_url: str | None, views: int, min_size: int):
+    """image -> Segmentation: a local U-Net (``.pt``/``.onnx`` file, ``models:/`` URI, the
+    shipped default) or the ``nuclei_tta`` model of a Triton server."""
+    from functools import partial
 
-    return load_unet(resolve_model_file(model))
+    if triton_url:
+        if model:
+            raise ValueError("give either --model or --triton-url, not both")
+        from morphoflow.serving.client import TritonClient, triton_segmenter
+
+        return triton_segmenter(TritonClient(triton_url), views, 0.5, min_size)
+    from morphoflow.lifecycle.resolve import resolve_model_file
+    from morphoflow.segmentation.onnx_model import load_predictor
+    from morphoflow.segmentation.segmenter import segment_nuclei
+
+    predict = load_predictor(resolve_model_file(model, suffix=(".onnx", ".pt")))
+    return partial(segment_nuclei, predict, views=views, min_size=min_size)
 
 
 @app.command("segment")
@@ -147,7 +158,15 @@ def segment(
     model: Annotated[
         str | None,
         typer.Option(
-            help="U-Net file, or an MLflow models:/NAME@ALIAS URI; default: the shipped model."
+            help="U-Net file (.pt or .onnx), or an MLflow models:/NAME@ALIAS URI; default: "
+            "the shipped model."
+        ),
+    ] = None,
+    triton_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Segment on a Triton server's nuclei_tta model instead (host:port gRPC, or "
+            "http://host:port)."
         ),
     ] = None,
     channel: Annotated[
@@ -156,8 +175,6 @@ def segment(
     min_size: Annotated[int, typer.Option(help="Smallest nucleus kept, in pixels.")] = 16,
 ) -> None:
     """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV."""
-    from functools import partial
-
     from morphoflow.progress import track
     from morphoflow.segmentation.files import (
         collect_images,
@@ -166,25 +183,23 @@ def segment(
         write_csv_atomic,
         write_labels,
     )
-    from morphoflow.segmentation.segmenter import nuclei_table, segment_nuclei
-    from morphoflow.segmentation.unet import predict_probabilities
+    from morphoflow.segmentation.segmenter import nuclei_table
 
     try:
         files = collect_images(images)
         unique_stems(files)
-        unet, _ = _load_segmentation_model(model)
-        predict = partial(predict_probabilities, unet)
         n_views = views if tta else 1
+        segment_image = _segmenter(model, triton_url, n_views, min_size)
         summary = []
         for path in track(files, "Segmenting", total=len(files)):
             image = load_channel(path, channel)
-            result = segment_nuclei(predict, image, views=n_views, min_size=min_size)
+            result = segment_image(image)
             write_labels(out / f"{path.stem}_labels.tif", result.labels)
             write_csv_atomic(
                 out / f"{path.stem}_nuclei.csv", nuclei_table(result.labels, result.agreement)
             )
             summary.append({"image": str(path), "nuclei": int(result.labels.max())})
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
 
@@ -220,6 +235,15 @@ def score_segmentation(
         },
     }
     typer.echo(json.dumps(report, indent=2))
+
+
+def _add_triton_commands() -> None:
+    from morphoflow.serving.cli import triton_app
+
+    app.add_typer(triton_app, name="triton")
+
+
+_add_triton_commands()
 
 
 def main() -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def resolve_model_file(reference: str | Path | None, suffix: str = ".pt") -> Path | None:
+def resolve_model_file(
+    reference: str | Path | None, suffix: str | tuple[str, ...] = ".pt"
+) -> Path | None:
     """A local model file for a reference.
 
     Args:
         reference: ``None``/``"default"`` (the caller's shipped default: returns None), a local
             path, or an MLflow URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
             ``runs:/RUN_ID/PATH``) whose artifacts are downloaded to MLflow's cache.
-        suffix: File type to look for inside a downloaded artifact folder.
+        suffix: File type(s) to look for inside a downloaded artifact folder, in order of
+            preference.
 
     Returns:
         The file, or None for the default.
@@ -27,9 +30,14 @@ def resolve_model_file(reference: str | Path | None, suffix: str = ".pt") -> Pat
         import mlflow
 
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
-        candidates = [local] if local.is_file() else sorted(local.rglob(f"*{suffix}"))
+        suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix)
+        candidates = (
+            [local]
+            if local.is_file()
+            else [f for s in suffixes for f in sorted(local.rglob(f"*{s}"))]
+        )
         if not candidates:
-            raise FileNotFoundError(f"{text} holds no {suffix} model file")
+            raise FileNotFoundError(f"{text} holds no {' or '.join(suffixes)} model file")
         return candidates[0]
     path = Path(text)
     if not path.is_file():

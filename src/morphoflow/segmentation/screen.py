@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
 from morphoflow.progress import track
 from morphoflow.screen.io import read_image
 from morphoflow.segmentation.files import write_labels
-from morphoflow.segmentation.segmenter import ProbabilityFn, nuclei_table, segment_nuclei
+from morphoflow.segmentation.segmenter import Segmentation, nuclei_table
+
+SegmentFn = Callable[[np.ndarray], Segmentation]
+"""2-D DNA image -> :class:`Segmentation` (local model, or Triton's ``nuclei_tta``)."""
 
 _KEYS = ["Metadata_Source", "Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
@@ -22,11 +27,8 @@ def labels_relpath(plate: str, well: str, site: int) -> str:
 def segment_screen(
     table: pd.DataFrame,
     root: str | Path,
-    predict: ProbabilityFn,
+    segment: SegmentFn,
     labels_dir: str | Path,
-    views: int = 1,
-    threshold: float = 0.5,
-    min_size: int = 16,
 ) -> pd.DataFrame:
     """Segment every site's DNA channel; write label images; return one row per nucleus.
 
@@ -36,11 +38,10 @@ def segment_screen(
     Args:
         table: Canonical image table.
         root: Screen folder.
-        predict: The model as a function of a normalised batch.
+        segment: One image -> :class:`Segmentation`, e.g.
+            ``functools.partial(segment_nuclei, predict, views=8)`` or
+            :func:`morphoflow.serving.client.triton_segmenter`.
         labels_dir: Folder for the label images.
-        views: TTA views per site (1 = no TTA).
-        threshold: Post-processing probability threshold.
-        min_size: Smallest nucleus kept, pixels.
 
     Returns:
         Nuclei table: ``Metadata_*`` keys of the site, ``ObjectNumber``,
@@ -51,7 +52,7 @@ def segment_screen(
     frames = []
     for _, site in track(table.iterrows(), "Segmenting nuclei", total=len(table)):
         dna = read_image(root / site["Path_DNA"])
-        result = segment_nuclei(predict, dna, views=views, threshold=threshold, min_size=min_size)
+        result = segment(dna)
         relative = labels_relpath(
             site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"]
         )

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from morphoflow.segmentation.tiling import predict_tiled
 from morphoflow.torch_files import load_payload, save_payload
 
 #: The nucleus U-Net shipped with the package (trained on wide-domain synthetic nuclei).
@@ -95,23 +96,6 @@ class NucleusUNet(nn.Module):
         return self.head(x)
 
 
-def _pad_to_multiple(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
-    h, w = batch.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
-        batch = np.pad(batch, [(0, 0)] * (batch.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
-    return batch, (h, w)
-
-
-def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step))
-    return [*starts, size - tile]
-
-
 def predict_probabilities(
     model: NucleusUNet,
     batch: np.ndarray,
@@ -120,7 +104,7 @@ def predict_probabilities(
     overlap: int = 64,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """Class probabilities for a batch of normalised images.
+    """Class probabilities for a batch of normalised images (torch; see :func:`predict_tiled`).
 
     Args:
         model: The U-Net (put in eval mode here).
@@ -141,30 +125,17 @@ def predict_probabilities(
         raise ValueError(
             f"batch must be (N, {model.config.in_channels}, H, W), got shape {batch.shape}"
         )
-    if tile % model.multiple or overlap >= tile:
-        raise ValueError(f"tile must be a multiple of {model.multiple} and > overlap")
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    padded, (h, w) = _pad_to_multiple(batch, model.multiple)
-    n, _, hp, wp = padded.shape
-    out = np.zeros((n, model.config.n_classes, hp, wp), dtype=np.float32)
-    weight = np.zeros((1, 1, hp, wp), dtype=np.float32)
-    windows = [
-        (y, x)
-        for y in _tile_starts(hp, min(tile, hp), overlap)
-        for x in _tile_starts(wp, min(tile, wp), overlap)
-    ]
-    th, tw = min(tile, hp), min(tile, wp)
-    with torch.inference_mode():
-        for y, x in windows:
-            crop = padded[:, :, y : y + th, x : x + tw]
-            for start in range(0, n, batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(crop[start : start + batch_size]))
-                probs = torch.softmax(model(chunk.to(device)).float(), dim=1)
-                out[start : start + batch_size, :, y : y + th, x : x + tw] += probs.cpu().numpy()
-            weight[..., y : y + th, x : x + tw] += 1.0
-    out /= weight
-    return out[..., :h, :w]
+
+    def forward(chunk: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(chunk).to(device)).float()
+            return torch.softmax(logits, dim=1).cpu().numpy()
+
+    return predict_tiled(
+        forward, batch, model.config.n_classes, model.multiple, batch_size, tile, overlap
+    )
 
 
 def save_unet(

@@ -19,24 +19,56 @@ from morphoflow.profiling.evaluation import (
 from morphoflow.profiling.extract import CropSettings, profile_sites
 from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
+from morphoflow.segmentation.onnx_model import load_predictor
 from morphoflow.segmentation.screen import segment_screen
-from morphoflow.segmentation.unet import load_unet, predict_probabilities
+from morphoflow.segmentation.segmenter import segment_nuclei
+
+
+def _triton_client(inference: dict[str, Any]):
+    from morphoflow.serving.client import TritonClient
+
+    return TritonClient(
+        str(inference["url"]),
+        protocol=inference.get("protocol"),
+        timeout_s=float(inference.get("timeout_s", 120)),
+        retries=int(inference.get("retries", 4)),
+    )
+
+
+def _backend(inference: dict[str, Any]) -> str:
+    backend = str(inference.get("backend", "local"))
+    if backend not in ("local", "triton"):
+        raise ValueError(f"inference.backend must be local or triton, got {backend!r}")
+    return backend
 
 
 def segment_nuclei_per_site(
-    image_table: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+    image_table: pd.DataFrame,
+    screen: dict[str, Any],
+    params: dict[str, Any],
+    inference: dict[str, Any],
 ) -> pd.DataFrame:
-    """Nuclei of every site (DNA channel) with the configured U-Net; label images to disk."""
-    model, _ = load_unet(resolve_model_file(params["model"]))
-    return segment_screen(
-        image_table,
-        screen_root(screen),
-        partial(predict_probabilities, model, batch_size=int(params.get("batch_size", 8))),
-        params["labels_dir"],
-        views=int(params["views"]),
-        threshold=float(params["threshold"]),
-        min_size=int(params["min_size"]),
-    )
+    """Nuclei of every site (DNA channel); label images to disk.
+
+    With ``inference.backend=local`` the configured model (torch ``.pt`` or ``.onnx`` file,
+    ``models:/`` URI, or the shipped U-Net) runs here; with ``triton`` every site goes to the
+    server's ``nuclei_tta`` model (the same normalisation, TTA and post-processing code).
+    """
+    views, threshold = int(params["views"]), float(params["threshold"])
+    min_size = int(params["min_size"])
+    if _backend(inference) == "triton":
+        from morphoflow.serving.client import triton_segmenter
+
+        segment = triton_segmenter(_triton_client(inference), views, threshold, min_size)
+    else:
+        predict = load_predictor(
+            resolve_model_file(params["model"], suffix=(".onnx", ".pt")),
+            batch_size=int(params.get("batch_size", 8)),
+        )
+        segment = partial(
+            segment_nuclei, predict, views=views, threshold=threshold, min_size=min_size
+        )
+    return segment_screen(image_table, screen_root(screen), segment, params["labels_dir"])
 
 
 def compute_illumination(
@@ -63,8 +95,12 @@ def compute_illumination(
     return {"functions": functions, "compression": compression}
 
 
-def _extractor(params: dict[str, Any]):
+def _extractor(params: dict[str, Any], inference: dict[str, Any]):
     name = params["extractor"]
+    if name == "cnn" and _backend(inference) == "triton":
+        from morphoflow.serving.client import TritonFeaturizer
+
+        return TritonFeaturizer(_triton_client(inference), batch_size=int(params["batch_size"]))
     if name == "classical":
         from morphoflow.profiling.classical import classical_features
 
@@ -97,6 +133,7 @@ def extract_features(
     nuclei_params: dict[str, Any],
     crop_params: dict[str, Any],
     feature_params: dict[str, Any],
+    inference: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Single-cell features (Parquet per plate) -> site profiles, plus the crop index."""
     return profile_sites(
@@ -104,7 +141,7 @@ def extract_features(
         nuclei,
         screen_root(screen),
         nuclei_params["labels_dir"],
-        _extractor(feature_params),
+        _extractor(feature_params, inference),
         feature_params["single_cell_dir"],
         CropSettings(
             int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])

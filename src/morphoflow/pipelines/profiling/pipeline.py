@@ -24,7 +24,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
         [
             Node(
                 segment_nuclei_per_site,
-                ["validated_image_table", "params:screen", "params:nuclei"],
+                ["validated_image_table", "params:screen", "params:nuclei", "params:inference"],
                 "nuclei_locations",
                 name="segment_nuclei",
             ),
@@ -44,6 +44,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "params:nuclei",
                     "params:crops",
                     "params:features",
+                    "params:inference",
                 ],
                 ["site_profiles", "crop_index"],
                 name="extract_features",
