@@ -132,51 +132,31 @@ def deploy(
     When the new version fails to load, Triton keeps serving the old one, the new version
     folder is removed again, and the command exits with status 1.
     """
-    from morphoflow.serving.client import TritonClient, TritonRequestError
+    from morphoflow.serving.client import TritonClient
+    from morphoflow.serving.deploy import DeploymentFailed, deploy_version
     from morphoflow.serving.repository import (
         FEATURIZER_MODEL,
         SEGMENTATION_MODEL,
-        add_onnx_version,
         inspect_onnx,
         registry_onnx,
-        served_versions,
     )
 
     try:
         resolved = registry_onnx(model, None if version else alias, version)
         kind = inspect_onnx(resolved.onnx_path).kind
         name = served_as or (SEGMENTATION_MODEL if kind == "segmentation" else FEATURIZER_MODEL)
-        if not (repo / name / "config.pbtxt").exists():
-            raise ValueError(f"{repo / name} is not served; build the repository first")
-        previous = served_versions(repo / name)
-        old_config = (repo / name / "config.pbtxt").read_text()
-        version_dir = repo / name / str(resolved.version)
-        existed = version_dir.exists()
-        add_onnx_version(repo, name, resolved.onnx_path, resolved.version)
         with TritonClient(url) as client:
-            try:
-                client.load_model(name)
-            except TritonRequestError as exc:
-                (repo / name / "config.pbtxt").write_text(old_config)
-                if not existed:
-                    import shutil
-
-                    shutil.rmtree(version_dir, ignore_errors=True)
-                raise ValueError(
-                    f"Triton could not load {name} version {resolved.version} ({exc}); "
-                    f"it keeps serving {client.model_versions(name)}"
-                ) from exc
-            live = client.model_versions(name)
-    except (ValueError, FileNotFoundError) as exc:
+            done = deploy_version(client, repo, name, resolved.onnx_path, resolved.version)
+    except (ValueError, FileNotFoundError, DeploymentFailed, ConnectionError) as exc:
         _fail(str(exc))
     typer.echo(
         json.dumps(
             {
                 "model": model,
-                "served_as": name,
-                "version": resolved.version,
-                "previous_versions": previous,
-                "live_versions": live,
+                "served_as": done.model,
+                "version": done.version,
+                "previous_versions": done.previous_versions,
+                "live_versions": done.live_versions,
             },
             indent=2,
         )

@@ -24,8 +24,8 @@ from morphoflow.segmentation.segmenter import Segmentation
 from morphoflow.segmentation.tta import select_views
 
 PROTOCOLS = ("grpc", "http")
+_TRANSIENT_STATUS = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "503"}
 _TRANSIENT = (
-    "unavailable",
     "connection refused",
     "failed to connect",
     "connect failed",
@@ -120,8 +120,11 @@ class TritonClient:
             try:
                 return fn()
             except InferenceServerException as exc:
-                text = f"{exc.status() or ''} {exc.message() or ''}".lower()
-                if not any(t in text for t in _TRANSIENT):
+                status, text = str(exc.status() or ""), str(exc.message() or "").lower()
+                transient = status in _TRANSIENT_STATUS or (
+                    not status and any(t in text for t in _TRANSIENT)
+                )
+                if not transient:
                     raise TritonRequestError(f"{what} at {self.url}: {exc.message()}") from exc
                 error: Exception = exc
             except (ConnectionError, OSError, TimeoutError) as exc:

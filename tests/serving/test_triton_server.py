@@ -1,0 +1,217 @@
+"""A real tritonserver serving a repository built from a temporary registry.
+
+Marked ``triton`` (integration): started once per module on free loopback ports; every test
+talks to it through tritonclient over gRPC and HTTP, the way production clients do.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from morphoflow.profiling.cnn import OnnxFeaturizer, scale_crops
+from morphoflow.segmentation.onnx_model import OnnxUNet
+from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.serving.client import TritonClient, TritonFeaturizer, TritonRequestError
+from morphoflow.serving.deploy import DeploymentFailed, deploy_version
+from morphoflow.serving.repository import registry_onnx, served_versions
+from morphoflow.serving.server import TritonServer
+from tests.serving.conftest import real_looking_dna
+
+pytestmark = pytest.mark.triton
+PROTOCOLS = ("grpc", "http")
+
+
+def _client(server: TritonServer, protocol: str) -> TritonClient:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    return TritonClient(url, protocol=protocol, timeout_s=120, retries=1)
+
+
+def _crops(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.gamma(2.0, 300.0, (n, 5, 128, 128)).astype(np.float32)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("views", [1, 8])
+def test_served_tta_equals_offline_tta(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], protocol: str, views: int
+) -> None:
+    server, _ = triton
+    image = real_looking_dna((150, 170), seed=3)
+    offline = segment_nuclei(OnnxUNet(onnx_models["unet"]), image, views=views)
+    served = _client(server, protocol).segment(image, views=views)
+    assert offline.labels.max() > 3
+    np.testing.assert_array_equal(served.labels, offline.labels)
+    np.testing.assert_allclose(served.probabilities, offline.probabilities, atol=1e-5)
+    np.testing.assert_allclose(served.agreement, offline.agreement, atol=1e-5)
+    assert served.views == offline.views
+
+
+def test_segment_cli_against_triton_matches_offline(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    server, _ = triton
+    tifffile.imwrite(tmp_path / "site.tif", real_looking_dna((128, 128), seed=5))
+    exe = str(Path(sys.executable).with_name("morphoflow"))
+    offline = [exe, "segment", str(tmp_path / "site.tif"), "--out", str(tmp_path / "offline")]
+    subprocess.run([*offline, "--model", str(onnx_models["unet"])], check=True, timeout=300)
+    served = [exe, "segment", str(tmp_path / "site.tif"), "--out", str(tmp_path / "served")]
+    subprocess.run([*served, "--triton-url", server.grpc_url], check=True, timeout=300)
+    a = tifffile.imread(tmp_path / "offline" / "site_labels.tif")
+    b = tifffile.imread(tmp_path / "served" / "site_labels.tif")
+    assert a.max() > 0
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_served_features_equal_onnxruntime(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], protocol: str
+) -> None:
+    server, _ = triton
+    crops = _crops(37)
+    local = OnnxFeaturizer(onnx_models["featurizer_v1"])(crops)
+    served = TritonFeaturizer(_client(server, protocol), batch_size=16)(crops)
+    assert list(served.columns) == list(local.columns)
+    assert np.abs(local.to_numpy()).mean() > 1e-3  # real activations, not numerical dust
+    np.testing.assert_allclose(served.to_numpy(), local.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _raw_infer(client: TritonClient, model: str, name: str, array: np.ndarray, dtype: str):
+    module = client._module
+    tensor = module.InferInput(name, list(array.shape), dtype)
+    tensor.set_data_from_numpy(array)
+    return client._call(model, lambda: client._client.infer(model, [tensor]))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
+    triton: tuple[TritonServer, Path], protocol: str
+) -> None:
+    server, _ = triton
+    client = _client(server, protocol)
+    with pytest.raises(TritonRequestError, match="unexpected shape for input 'crops'"):
+        client.infer("featurizer", {"crops": np.zeros((2, 5, 64, 64), np.float32)}, ["features"])
+    with pytest.raises(TritonRequestError, match="(?i)data.?type|datatype|FP32"):
+        _raw_infer(client, "featurizer", "crops", np.zeros((2, 5, 128, 128), np.int32), "INT32")
+    # Triton's own check of an empty batch (its wording differs between protocols)
+    with pytest.raises(TritonRequestError, match="(?i)batch|byte size mismatch"):
+        client.infer("featurizer", {"crops": np.zeros((0, 5, 128, 128), np.float32)}, ["features"])
+    with pytest.raises(ValueError, match="non-empty"):
+        client.featurize(np.zeros((0, 5, 128, 128), np.float32))
+    with pytest.raises(TritonRequestError, match="exceeds max_image_side 4096"):
+        client.infer("nuclei_tta", {"image": np.zeros((4100, 16), np.float32)}, ["labels"])
+    with pytest.raises(TritonRequestError, match="NaN or infinite"):
+        client.infer("nuclei_tta", {"image": np.full((32, 32), np.nan, np.float32)}, ["labels"])
+    with pytest.raises(TritonRequestError, match="views must be 1, 2, 4 or 8"):
+        image = np.ones((32, 32), np.float32)
+        client.infer("nuclei_tta", {"image": image, "views": np.array([3], np.int32)}, ["labels"])
+    # still serving, on every model
+    assert client.is_ready()
+    assert client.featurize(scale_crops(_crops(2))).shape == (2, 672)
+    assert client.segment(real_looking_dna((64, 64)), views=2).labels.shape == (64, 64)
+
+
+def test_unreachable_server_is_reported_after_retries() -> None:
+    from morphoflow.serving.client import TritonUnavailableError
+    from morphoflow.serving.server import free_port
+
+    client = TritonClient(f"127.0.0.1:{free_port()}", timeout_s=2, retries=2, backoff_s=0.05)
+    with pytest.raises(TritonUnavailableError, match="unreachable after 3 attempts"):
+        client.featurize(scale_crops(_crops(1)))
+
+
+def test_hot_swap_rollback_and_failed_deployment(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], registry: str
+) -> None:
+    server, repo = triton
+    client = _client(server, "grpc")
+    crops = _crops(4, seed=9)
+    v1 = OnnxFeaturizer(onnx_models["featurizer_v1"])(crops).to_numpy()
+    v2 = OnnxFeaturizer(onnx_models["featurizer_v2"])(crops).to_numpy()
+    assert np.abs(v1 - v2).mean() > 1e-2
+    served = TritonFeaturizer(client)
+    assert client.model_versions("featurizer") == [1]
+
+    challenger = registry_onnx("cellpainting-cnn", "challenger")
+    done = deploy_version(client, repo, "featurizer", challenger.onnx_path, challenger.version)
+    assert (done.previous_versions, done.live_versions) == ([1], [2])
+    np.testing.assert_allclose(served(crops).to_numpy(), v2, rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(DeploymentFailed, match="keeps serving \\[2\\]"):
+        deploy_version(client, repo, "featurizer", onnx_models["featurizer_broken"], 3)
+    assert not (repo / "featurizer" / "3").exists()
+    assert served_versions(repo / "featurizer") == [2]
+    np.testing.assert_allclose(served(crops).to_numpy(), v2, rtol=1e-4, atol=1e-5)
+
+    # rollback = deploying the previous version again
+    done = deploy_version(client, repo, "featurizer", onnx_models["featurizer_v1"], 1)
+    assert done.live_versions == [1]
+    np.testing.assert_allclose(served(crops).to_numpy(), v1, rtol=1e-4, atol=1e-5)
+
+
+def test_deploy_cli_uses_the_registry(
+    triton: tuple[TritonServer, Path], registry: str, tmp_path: Path
+) -> None:
+    server, repo = triton
+    exe = str(Path(sys.executable).with_name("morphoflow"))
+    env = {"MLFLOW_TRACKING_URI": registry}
+    import os
+
+    result = subprocess.run(
+        [
+            exe,
+            "triton",
+            "deploy",
+            "cellpainting-cnn",
+            "--repo",
+            str(repo),
+            "--alias",
+            "challenger",
+            "--url",
+            f"http://{server.http_url}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["served_as"] == "featurizer"
+    assert report["live_versions"] == [2]
+    result = subprocess.run(
+        [
+            exe,
+            "triton",
+            "deploy",
+            "cellpainting-cnn",
+            "--repo",
+            str(repo),
+            "--version",
+            "1",
+            "--url",
+            server.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["live_versions"] == [1]
+
+
+def test_metrics_endpoint_counts_inferences(triton: tuple[TritonServer, Path]) -> None:
+    import urllib.request
+
+    server, _ = triton
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    assert 'nv_inference_request_success{model="nuclei_tta"' in text
