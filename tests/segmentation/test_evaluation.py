@@ -148,7 +148,7 @@ def test_segment_screen_writes_labels_and_nuclei(
 ) -> None:
     root, table = screen
     labels_dir = tmp_path / "labels"
-    nuclei = segment_screen(table, root, predict, labels_dir, views=2)
+    nuclei = segment_screen(table, root, partial(segment_nuclei, predict, views=2), labels_dir)
     assert list(nuclei.columns[:4]) == [
         "Metadata_Source",
         "Metadata_Plate",
