@@ -237,6 +237,142 @@ def score_segmentation(
     typer.echo(json.dumps(report, indent=2))
 
 
+# --- model lifecycle: registry, gated promotion, rollback ---------------------------------
+
+
+def _use_registry() -> str:
+    """The MLflow tracking URI: MLFLOW_TRACKING_URI, else ./mlflow.db (as the Kedro project)."""
+    import os
+
+    import mlflow
+
+    uri = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one-line errors
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _refused(message: str) -> None:
+    typer.secho(message.splitlines()[0], fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("register-unet")
+def register_unet_command(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="U-Net file (.pt, e.g. fine-tuned); default: the shipped model."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Registered model name.")] = "nuclei-unet",
+    heldout: Annotated[
+        Path | None,
+        typer.Option(help="Frozen segmentation held-out set to score the model on (optional)."),
+    ] = None,
+) -> None:
+    """Export a nucleus U-Net to ONNX (parity-checked) and register it in MLflow."""
+    from morphoflow.lifecycle.registry import register_unet
+
+    _use_registry()
+    try:
+        result = register_unet(model, name=name, heldout=heldout)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command("promote")
+def promote_command(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. nuclei-unet.")],
+    version: Annotated[
+        int | None, typer.Option(help="Candidate version; default: the challenger alias.")
+    ] = None,
+    margin: Annotated[
+        float, typer.Option(help="Largest held-out score drop below the champion still promoted.")
+    ] = 0.01,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(
+            help="Frozen held-out set; default: data/05_model_input/heldout/<model kind>."
+        ),
+    ] = None,
+) -> None:
+    """Promote a version to champion if it passes the parity and held-out score gates.
+
+    Exit code 1, with one line on stderr, when the candidate is refused.
+    """
+    from morphoflow.lifecycle.promotion import PromotionRefused, promote
+
+    _use_registry()
+    try:
+        decision = promote(model, version=version, margin=margin, heldout=heldout)
+    except PromotionRefused as exc:
+        _refused(f"refused: {exc.decision.line()}")
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(decision.to_dict(), indent=2))
+
+
+@app.command("rollback")
+def rollback_command(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+) -> None:
+    """Make the previous champion the champion again (exit code 1 when there is none)."""
+    from morphoflow.lifecycle.promotion import RollbackImpossible, rollback
+
+    _use_registry()
+    try:
+        decision = rollback(model)
+    except RollbackImpossible as exc:
+        _refused(f"refused: {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(decision.to_dict(), indent=2))
+
+
+@app.command("freeze-heldout")
+def freeze_heldout_command(
+    kind: Annotated[str, typer.Argument(help="segmentation or featurizer.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder to create; default: data/05_model_input/heldout/<kind>."),
+    ] = None,
+    n_images: Annotated[int, typer.Option(help="segmentation: number of images.")] = 12,
+    size: Annotated[int, typer.Option(help="segmentation: image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="segmentation: random seed.")] = 2018,
+    crops_dir: Annotated[Path, typer.Option(help="featurizer: the profiling crop store.")] = Path(
+        "data/05_model_input/crops"
+    ),
+    crop_index: Annotated[Path, typer.Option(help="featurizer: the crop index.")] = Path(
+        "data/05_model_input/crop_index.parquet"
+    ),
+    plate: Annotated[
+        list[str] | None,
+        typer.Option(help="featurizer: plate to keep (repeat); default: last plate per source."),
+    ] = None,
+) -> None:
+    """Write a frozen held-out set (files + manifest.json with their SHA-256) for promotion."""
+    from morphoflow.lifecycle.heldout import (
+        DEFAULT_HELDOUT_DIRS,
+        freeze_featurizer_heldout,
+        freeze_segmentation_heldout,
+    )
+
+    if kind not in DEFAULT_HELDOUT_DIRS:
+        _fail(f"kind must be one of {sorted(DEFAULT_HELDOUT_DIRS)}, got {kind!r}")
+    target = out if out is not None else DEFAULT_HELDOUT_DIRS[kind]
+    try:
+        if kind == "segmentation":
+            held = freeze_segmentation_heldout(target, n_images=n_images, size=size, seed=seed)
+        else:
+            held = freeze_featurizer_heldout(
+                crops_dir, crop_index, target, plates=plate or "last_plate_per_source"
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    summary = {"heldout": str(held.root), "kind": held.kind, "files": len(held.files)}
+    typer.echo(json.dumps({**summary, "manifest_sha256": held.digest, "source": held.source}))
+
+
 def _add_triton_commands() -> None:
     from morphoflow.serving.cli import triton_app
 

@@ -6,31 +6,15 @@ already active in ``before_pipeline_run`` and still active in ``after_node_run``
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 import morphoflow
+from morphoflow.lineage import git_revision
 
-
-def git_revision(path: str | Path = ".") -> str:
-    """The git commit of ``path`` (``+dirty`` when the tree has changes), or ``unknown``."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
+__all__ = ["LineageHook", "MemoryHook", "git_revision", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:

@@ -16,11 +16,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +25,13 @@ import torch
 import torchvision
 from torch import nn
 
+from morphoflow.onnx_export import DEFAULT_TOLERANCE, export_onnx_with_parity
 from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.torch_files import load_payload, save_payload
 
 WSL_FORMAT = "morphoflow-wsl/1"
 ARCHITECTURE = "efficientnet_b0"
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = DEFAULT_TOLERANCE
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -168,34 +165,6 @@ def parity_inputs(n: int = 8, size: int = 128, channels: int = 5, seed: int = 0)
     return scale_crops(out)
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    kwargs: dict[str, Any] = {"input_names": ["crops"], "output_names": ["features"]}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes={"crops": {0: "batch"}, "features": {0: "batch"}},
-                do_constant_folding=True,
-                **kwargs,
-            )
-    except Exception:  # the legacy exporter is gone: use the torch.export-based one
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            opset_version=opset,
-            dynamo=True,
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            external_data=False,
-            **kwargs,
-        )
-
-
 def export_featurizer_onnx(
     model: nn.Module,
     path: str | Path,
@@ -207,9 +176,10 @@ def export_featurizer_onnx(
     """Export the block6a featurizer to ONNX and check it against torch.
 
     The graph is ``crops`` (N, C, S, S) float32, dynamic N, scaled per crop channel to
-    [-1, 1] by the caller -> ``features`` (N, 672) float32. Exported with torch's TorchScript
-    exporter (``dynamo=False``: fast, honours ``opset``; the ``torch.export`` exporter, which
-    needs onnxscript and emits opset >= 18, is the fallback when the former is unavailable).
+    [-1, 1] by the caller -> ``features`` (N, 672) float32. Exported and checked by
+    :func:`morphoflow.onnx_export.export_onnx_with_parity` (torch's TorchScript exporter,
+    ``dynamo=False``: fast, honours ``opset``; the ``torch.export`` exporter, which needs
+    onnxscript and emits opset >= 18, is the fallback when the former is unavailable).
     Written atomically.
 
     Args:
@@ -228,39 +198,27 @@ def export_featurizer_onnx(
     Raises:
         ValueError: The difference exceeds 1e-4 (the file is not written), or a bad model.
     """
-    import onnxruntime as ort
-
     if isinstance(model, Block6aFeatures):
-        featurizer = copy.deepcopy(model)
+        featurizer = model
     else:
-        featurizer = Block6aFeatures(copy.deepcopy(model))
-    featurizer = featurizer.cpu().float().eval()
+        featurizer = Block6aFeatures(model)
     if sample is None:
         sample = parity_inputs(n=5, size=crop_size, channels=in_channels)
     sample = np.ascontiguousarray(sample, dtype=np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        example = torch.from_numpy(parity_inputs(n=2, size=crop_size, channels=in_channels, seed=1))
-        with torch.no_grad():
-            _export(featurizer, example, tmp, opset)
-            expected = featurizer(torch.from_numpy(sample)).numpy()
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(["features"], {"crops": sample})[0]
-        if got.shape != expected.shape:
-            raise ValueError(f"ONNX output shape {got.shape} != torch {expected.shape}")
-        diff = float(np.max(np.abs(got - expected)))
-        if not diff <= PARITY_TOLERANCE:
-            raise ValueError(
-                f"ONNX featurizer differs from torch by {diff:.3g} (> {PARITY_TOLERANCE})"
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return diff
+    example = torch.from_numpy(parity_inputs(n=2, size=crop_size, channels=in_channels, seed=1))
+    return export_onnx_with_parity(
+        featurizer,
+        example,
+        path,
+        input_names=["crops"],
+        output_names=["features"],
+        dynamic_axes={"crops": {0: "batch"}, "features": {0: "batch"}},
+        check_inputs=[sample],
+        tolerance=PARITY_TOLERANCE,
+        opset=opset,
+        model_name="WSL block6a featurizer",
+        metadata={"morphoflow.model_kind": "featurizer"},
+    )
 
 
 def save_wsl_model(

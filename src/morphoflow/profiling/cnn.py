@@ -65,7 +65,11 @@ def efficientnet_b0(weights_path: str | Path | None):
 
 
 class ImageNetFeaturizer:
-    """EfficientNet-B0 block6a features per channel (the ImageNet baseline)."""
+    """EfficientNet-B0 block6a features per channel (the ImageNet baseline).
+
+    The computation is :class:`morphoflow.profiling.imagenet.ImageNetBlock6a` (also what the
+    ONNX export of the baseline runs), applied batch by batch to :func:`scale_crops` output.
+    """
 
     def __init__(
         self,
@@ -76,26 +80,22 @@ class ImageNetFeaturizer:
     ) -> None:
         import torch
 
+        from morphoflow.profiling.imagenet import ImageNetBlock6a
+
         if weights_path is None:
             raise ValueError(
                 "features.weights_path must name a local ImageNet EfficientNet-B0 state-dict file "
                 "for the imagenet extractor (no weights are downloaded)"
             )
-        self.model = efficientnet_b0(weights_path).to(device)
         self.device = torch.device(device)
+        self.module = ImageNetBlock6a(efficientnet_b0(weights_path), image_size).to(self.device)
+        self.module.eval()
         self.batch_size = int(batch_size)
         self.image_size = int(image_size)
         self.columns = [f"ImageNet_{c}_{i}" for c in CHANNELS for i in range(BLOCK6A_CHANNELS)]
 
-    def _block6a(self, x):
-        features = self.model.features
-        for stage in features[:6]:
-            x = stage(x)
-        return features[6][0].block[0](x).mean(dim=(2, 3))
-
     def __call__(self, crops: np.ndarray, masks: np.ndarray | None = None) -> pd.DataFrame:
         import torch
-        from torch.nn import functional as F
 
         scaled = scale_crops(crops)
         n, c = scaled.shape[:2]
@@ -106,13 +106,7 @@ class ImageNetFeaturizer:
                     x = torch.from_numpy(scaled[start : start + self.batch_size, ch : ch + 1]).to(
                         self.device
                     )
-                    x = F.interpolate(
-                        x,
-                        size=(self.image_size, self.image_size),
-                        mode="bilinear",
-                        align_corners=False,
-                    )
-                    vec = self._block6a(x.expand(-1, 3, -1, -1).contiguous())
+                    vec = self.module.channel_features(x)
                     out[
                         start : start + len(x), ch * BLOCK6A_CHANNELS : (ch + 1) * BLOCK6A_CHANNELS
                     ] = vec.cpu().numpy()

@@ -1,0 +1,64 @@
+"""Nodes of the evaluation pipeline: thin wrappers over morphoflow.lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from morphoflow.lifecycle.heldout import DEFAULT_HELDOUT_DIRS, freeze_segmentation_heldout
+from morphoflow.lifecycle.promotion import PromotionRefused, candidate_kind, promote
+
+
+def prepare_heldout(params: dict[str, Any]) -> dict[str, Any]:
+    """The held-out folder of the candidate's model kind; the synthetic segmentation set is
+    frozen on first use (``freeze_if_missing``), never rewritten afterwards.
+
+    Returns:
+        ``{"path", "kind", "frozen_now"}`` (``path`` None when the kind is unknown).
+    """
+    version = params.get("version")
+    kind = candidate_kind(str(params["model"]), None if version is None else int(version))
+    if params.get("heldout"):
+        folder: Path | None = Path(params["heldout"])
+    else:
+        folder = DEFAULT_HELDOUT_DIRS.get(kind) if kind else None
+    frozen_now = False
+    freeze = params.get("freeze_if_missing", {})
+    if (
+        kind == "segmentation"
+        and folder is not None
+        and not folder.exists()
+        and freeze.get("enabled", False)
+    ):
+        freeze_segmentation_heldout(
+            folder, int(freeze["n_images"]), int(freeze["size"]), int(freeze["seed"])
+        )
+        frozen_now = True
+    return {"path": None if folder is None else str(folder), "kind": kind, "frozen_now": frozen_now}
+
+
+def evaluate_and_promote(
+    heldout: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the gated promotion of the candidate; a refusal is a result, not a failure.
+
+    Returns:
+        The decision (``PromotionDecision.to_dict()``) and MLflow metrics.
+    """
+    version = params.get("version")
+    try:
+        decision = promote(
+            str(params["model"]),
+            version=None if version is None else int(version),
+            margin=float(params["margin"]),
+            heldout=heldout["path"],
+            views=int(params["views"]),
+        )
+    except PromotionRefused as exc:
+        decision = exc.decision
+    metrics: dict[str, Any] = {"promoted": {"value": float(decision.promoted), "step": 0}}
+    for key in ("candidate_score", "champion_score"):
+        value = getattr(decision, key)
+        if value is not None:
+            metrics[key] = {"value": float(value), "step": 0}
+    return decision.to_dict(), metrics
