@@ -50,9 +50,18 @@ def build_repo(
         settings = ServingSettings(
             target=target, tensorrt=tensorrt, max_batch_size=max_batch_size, instances=instances
         )
-        seg = None if segmentation_model in _NONE else registry_onnx(segmentation_model, alias)
-        feat = None if featurizer_model in _NONE else registry_onnx(featurizer_model, alias)
-        served = build_repository(out, seg, feat, settings)
+        models = {}
+        for option, name in (
+            ("--segmentation-model", segmentation_model),
+            ("--featurizer-model", featurizer_model),
+        ):
+            try:
+                models[option] = None if name in _NONE else registry_onnx(name, alias)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (serve without it: {option} none)") from exc
+        served = build_repository(
+            out, models["--segmentation-model"], models["--featurizer-model"], settings
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"repository": str(out), "target": target, "models": served}, indent=2))
