@@ -15,11 +15,12 @@ from morphoflow.segmentation.metrics import dsb_score
 
 
 def _latest_run(project: Path) -> mlflow.entities.Run:
+    """The latest pipeline run (not a run nested in it, such as a model registration)."""
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(
         experiment_names=["morphoflow"], output_format="list", order_by=["start_time DESC"]
     )
-    return runs[0]
+    return next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
 
 
 @pytest.mark.slow
@@ -111,3 +112,12 @@ def test_segmentation_pipeline_trains_evaluates_and_logs(
         a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "segmentation")
     }
     assert {"segmentation/tta_overlay.png", "segmentation/unet_scores.csv"} <= artifacts
+
+    # the trained U-Net is registered (ONNX, parity-checked) with its held-out scores as tags
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("nuclei-unet", "challenger")
+    assert client.get_model_version_by_alias("nuclei-unet", "champion").version == version.version
+    assert version.tags["parity_passed"] == "true"
+    assert float(version.tags["eval.unet.views8.dsb_score"]) == pytest.approx(
+        metrics["segmentation.unet.views8.dsb_score"], abs=1e-6
+    )

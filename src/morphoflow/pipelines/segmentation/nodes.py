@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -162,3 +163,38 @@ def train_and_evaluate_maskrcnn(
     scores, _ = evaluate_views(segment, samples, [int(v) for v in params["evaluation"]["views"]])
     metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "maskrcnn").items()}
     return metrics, scores_table(scores, sites, "maskrcnn")
+
+
+def register_nucleus_unet(
+    model: NucleusUNet, metrics: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Export the trained U-Net to ONNX (parity-checked) and register it as the challenger.
+
+    The held-out DSB scores of this run (``unet.*``) become model-version tags, so
+    ``morphoflow promote`` and the registry UI show what the version scored. Disabled with
+    ``segmentation.register.enabled=false`` (returns ``{"registered": False}``).
+    """
+    settings = params.get("register", {})
+    if not settings.get("enabled", True):
+        return {"registered": False}
+    import tempfile
+
+    from morphoflow.lifecycle.registry import register_unet
+    from morphoflow.segmentation.unet import save_unet
+
+    scores = {}
+    for key, value in metrics.items():
+        # as saved ({"value", "step"}) or as loaded back from MLflow (prefixed, a history list)
+        name = key.removeprefix("segmentation.")
+        if isinstance(value, list):
+            value = value[-1]
+        if name.startswith("unet.") and name.endswith("dsb_score"):
+            scores[f"eval.{name}"] = round(float(value["value"]), 6)
+    with tempfile.TemporaryDirectory(prefix="nuclei-unet-") as tmp:
+        path = save_unet(model, Path(tmp) / "nuclei_unet.pt", half=False)
+        registered = register_unet(
+            path,
+            name=str(settings.get("name", "nuclei-unet")),
+            extra_tags={**scores, "trained_by": "kedro segmentation pipeline"},
+        )
+    return {"registered": True, **registered}

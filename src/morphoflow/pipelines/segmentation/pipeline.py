@@ -9,6 +9,7 @@ from kedro.pipeline import Node, Pipeline
 from morphoflow.pipelines.data_validation import create_pipeline as data_validation
 from morphoflow.pipelines.segmentation.nodes import (
     evaluate_nucleus_unet,
+    register_nucleus_unet,
     split_sites,
     train_and_evaluate_maskrcnn,
     train_nucleus_unet,
@@ -16,7 +17,8 @@ from morphoflow.pipelines.segmentation.nodes import (
 
 
 def create_pipeline(**kwargs: Any) -> Pipeline:
-    """data_validation -> split plates -> train U-Net -> DSB with/without TTA (+ Mask R-CNN)."""
+    """data_validation -> split plates -> train U-Net -> DSB with/without TTA -> register
+    (ONNX, challenger) (+ Mask R-CNN)."""
     return data_validation() + Pipeline(
         [
             Node(
@@ -36,6 +38,12 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 ["nucleus_unet", "segmentation_test_sites", "params:screen", "params:segmentation"],
                 ["segmentation_metrics", "segmentation_scores", "segmentation_overlay"],
                 name="evaluate_nucleus_unet",
+            ),
+            Node(
+                register_nucleus_unet,
+                ["nucleus_unet", "segmentation_metrics", "params:segmentation"],
+                "segmentation_registered_model",
+                name="register_nucleus_unet",
             ),
             Node(
                 train_and_evaluate_maskrcnn,
