@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from morphoflow.profiling.cnn import BLOCK6A_CHANNELS
+from morphoflow.learning.model import Block6aFeatures
 
 
 class ImageNetBlock6a(nn.Module):
@@ -32,20 +32,9 @@ class ImageNetBlock6a(nn.Module):
 
     def __init__(self, model: torchvision.models.EfficientNet, image_size: int = 224) -> None:
         super().__init__()
-        try:
-            expand = model.features[6][0].block[0]
-            channels = expand[0].out_channels
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise ValueError(f"model is not a torchvision EfficientNet: {exc}") from exc
-        if channels != BLOCK6A_CHANNELS:
-            raise ValueError(
-                f"model's block6a expansion has {channels} channels, EfficientNet-B0 has "
-                f"{BLOCK6A_CHANNELS}"
-            )
         if int(image_size) < 32:
             raise ValueError(f"image_size must be >= 32, got {image_size!r}")
-        self.stages = model.features[:6]
-        self.expand = expand
+        self.block6a = Block6aFeatures(model)
         self.image_size = int(image_size)
 
     def channel_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +42,7 @@ class ImageNetBlock6a(nn.Module):
         x = F.interpolate(
             x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
         )
-        return self.expand(self.stages(x.expand(-1, 3, -1, -1))).mean(dim=(2, 3))
+        return self.block6a(x.expand(-1, 3, -1, -1))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) crops scaled to [-1, 1] per channel -> (N, C x 672) features."""
