@@ -12,8 +12,6 @@ Neutral module (torch, onnx and onnxruntime only; no kedro/mlflow), like
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from morphoflow.atomic import atomic_path
 
 #: Default largest absolute difference allowed between onnxruntime and torch outputs.
 DEFAULT_TOLERANCE = 1e-4
@@ -162,11 +162,7 @@ def export_onnx_with_parity(
     exported = copy.deepcopy(module).cpu().float().eval()
     example_inputs = tuple(t.detach().cpu().float() for t in _as_tuple(example))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with torch.no_grad():
             _torch_export(
                 exported, example_inputs, tmp, input_names, output_names, dynamic_axes, opset
@@ -193,7 +189,4 @@ def export_onnx_with_parity(
                 f"ONNX export of {name} differs from torch by max abs diff {diff:.3g} "
                 f"(> tolerance {tolerance:g}); {path} was not written"
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff

@@ -44,17 +44,8 @@ def save_payload(path: str | Path, payload: dict[str, Any]) -> Path:
 
     Nothing is left behind when saving fails.
     """
-    import os
-    import tempfile
+    from morphoflow.atomic import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

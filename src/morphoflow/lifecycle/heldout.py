@@ -33,6 +33,8 @@ from typing import Any
 
 import pandas as pd
 
+from morphoflow.atomic import write_text_atomic
+
 HELDOUT_FORMAT = "morphoflow-heldout/1"
 MANIFEST = "manifest.json"
 KINDS = ("segmentation", "featurizer")
@@ -81,15 +83,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Path(tmp).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_manifest(root: str | Path, kind: str, source: dict[str, Any]) -> Heldout:

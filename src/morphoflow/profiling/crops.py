@@ -20,13 +20,13 @@ and position (``Path_Crops``, ``Metadata_CropIndex``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+
+from morphoflow.atomic import atomic_path
 
 EDGE_MODES = ("pad", "skip")
 
@@ -145,21 +145,13 @@ def crops_relpath(plate: str, well: str, site: int) -> str:
 
 def save_site_crops(path: str | Path, site: SiteCrops) -> None:
     """Write a site's crops as one uncompressed ``.npz`` (float16 crops), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(
             tmp,
             crops=site.crops.astype(np.float16),
             masks=site.masks,
             object_numbers=site.objects["ObjectNumber"].to_numpy(np.int64),
         )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_site_crops(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,13 +8,12 @@ feature extractors and of illumination correction, never of the reader.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from morphoflow.atomic import atomic_path
 from morphoflow.screen.constants import CHANNELS
 from morphoflow.screen.errors import ImageReadError
 
@@ -113,13 +112,5 @@ def write_tiff_atomic(
     """
     import tifffile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, compression=compression)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from morphoflow.atomic import atomic_path
 from morphoflow.screen.io import read_image, write_tiff_atomic
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -80,15 +79,8 @@ def write_labels(path: Path, labels: np.ndarray) -> None:
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
     """Write a CSV through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def base_stem(path: Path) -> str:

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from morphoflow.atomic import write_text_atomic
 from morphoflow.serving.client import TritonClient, TritonRequestError
 from morphoflow.serving.repository import add_onnx_version, served_versions
 
@@ -49,9 +50,7 @@ def deploy_version(
     try:
         client.load_model(model)
     except TritonRequestError as exc:
-        tmp = config.with_name(".config.pbtxt.restore")
-        tmp.write_text(old_config)
-        tmp.replace(config)
+        write_text_atomic(config, old_config)
         if not existed:
             shutil.rmtree(version_dir, ignore_errors=True)
         raise DeploymentFailed(

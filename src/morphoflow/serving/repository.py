@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from morphoflow.atomic import write_text_atomic
+
 SEGMENTATION_MODEL = "nuclei_unet"
 TTA_MODEL = "nuclei_tta"
 FEATURIZER_MODEL = "featurizer"
@@ -223,14 +225,6 @@ def parse_config(text: str):
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def served_versions(model_dir: Path) -> list[int]:
     """The versions a model folder's config serves (specific policy) or all version folders."""
     config = parse_config((model_dir / "config.pbtxt").read_text())
@@ -248,7 +242,7 @@ def set_served_version(model_dir: Path, version: int) -> str:
     config = parse_config(previous)
     config.version_policy.Clear()
     config.version_policy.specific.versions.append(int(version))
-    _write_text(path, text_format.MessageToString(config))
+    write_text_atomic(path, text_format.MessageToString(config))
     return previous
 
 
@@ -311,7 +305,7 @@ def add_onnx_version(
     if config_path.exists():
         set_served_version(model_dir, int(version))
     else:
-        _write_text(config_path, onnx_model_config(name, info, settings, int(version)))
+        write_text_atomic(config_path, onnx_model_config(name, info, settings, int(version)))
     return final
 
 
@@ -323,8 +317,8 @@ def add_tta_model(
     """Write the ``nuclei_tta`` BLS model (version 1) into the repository."""
     settings = settings or ServingSettings()
     model_dir = Path(repository) / TTA_MODEL
-    _write_text(model_dir / "config.pbtxt", tta_model_config(settings, segmentation_model))
-    _write_text(model_dir / "1" / "model.py", (_TEMPLATES / "nuclei_tta.py").read_text())
+    write_text_atomic(model_dir / "config.pbtxt", tta_model_config(settings, segmentation_model))
+    write_text_atomic(model_dir / "1" / "model.py", (_TEMPLATES / "nuclei_tta.py").read_text())
     return model_dir
 
 

@@ -1,0 +1,43 @@
+"""Atomic file writes: write to a temporary file beside the destination, then rename.
+
+A reader (or a Triton server watching a model repository) sees either the old file or the
+complete new one, and a failed write leaves neither a partial destination nor a temp file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in ``path``'s folder, renamed over ``path`` when the block succeeds.
+
+    Args:
+        path: The destination (its folder is created).
+        suffix: Suffix of the temporary name (some writers choose the format from it).
+
+    Yields:
+        The temporary path to write to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

@@ -1,0 +1,34 @@
+"""Atomic writes: the destination is either the old file or the complete new one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from morphoflow.atomic import atomic_path, write_text_atomic
+
+
+def test_success_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "report.json"
+    write_text_atomic(target, "old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "labels.tif"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.tif"]
+
+
+def test_suffix_is_kept_for_format_sniffing_writers(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "crops.npz", suffix=".npz") as tmp:
+        assert tmp.suffix == ".npz" and tmp.parent == tmp_path
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "crops.npz").read_bytes() == b"x"
