@@ -51,6 +51,7 @@ def test_cpu_repository_layout_and_configs(tmp_path: Path, onnx_models: dict[str
     ].read_bytes()
     tta = parse_config((repo / "nuclei_tta" / "config.pbtxt").read_text())
     assert tta.parameters["segmentation_model"].string_value == "nuclei_unet"
+    assert tta.parameters["multiple"].string_value == "16"  # from the U-Net's ONNX metadata
     assert {i.name: i.optional for i in tta.input} == {
         "image": False,
         "views": True,

@@ -179,7 +179,7 @@ def onnx_model_config(
 
 
 def tta_model_config(
-    settings: ServingSettings, segmentation_model: str = SEGMENTATION_MODEL
+    settings: ServingSettings, segmentation_model: str = SEGMENTATION_MODEL, multiple: int = 16
 ) -> str:
     """``config.pbtxt`` of the ``nuclei_tta`` BLS model (python backend on both targets)."""
     inputs = [
@@ -209,6 +209,7 @@ def tta_model_config(
                         "tile": settings.tile,
                         "overlap": settings.overlap,
                         "batch_size": settings.batch_for("segmentation"),
+                        "multiple": int(multiple),
                     }
                 ),
             ]
@@ -313,11 +314,18 @@ def add_tta_model(
     repository: str | Path,
     settings: ServingSettings | None = None,
     segmentation_model: str = SEGMENTATION_MODEL,
+    multiple: int = 16,
 ) -> Path:
-    """Write the ``nuclei_tta`` BLS model (version 1) into the repository."""
+    """Write the ``nuclei_tta`` BLS model (version 1) into the repository.
+
+    ``multiple``: spatial sizes the segmentation model accepts are multiples of it (the U-Net's
+    ONNX metadata ``multiple``).
+    """
     settings = settings or ServingSettings()
     model_dir = Path(repository) / TTA_MODEL
-    write_text_atomic(model_dir / "config.pbtxt", tta_model_config(settings, segmentation_model))
+    write_text_atomic(
+        model_dir / "config.pbtxt", tta_model_config(settings, segmentation_model, multiple)
+    )
     write_text_atomic(model_dir / "1" / "model.py", (_TEMPLATES / "nuclei_tta.py").read_text())
     return model_dir
 
@@ -392,7 +400,8 @@ def build_repository(
             add_onnx_version(staging, triton_name, model.onnx_path, model.version, settings)
             served[triton_name] = model.version
         if segmentation is not None:
-            add_tta_model(staging, settings)
+            info = inspect_onnx(segmentation.onnx_path)
+            add_tta_model(staging, settings, multiple=int(info.metadata.get("multiple", 16)))
             served[TTA_MODEL] = 1
         if out.exists():
             shutil.rmtree(out)
