@@ -101,6 +101,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
         train_wsl(
             index, crops_dir, _config(**{**config.to_dict(), "lr": 0.1, "checkpoint_dir": ckpt})
         )
+    # and so is a checkpoint of other training data (same config and classes)
+    fewer = index.drop(index.index[-1])
+    with pytest.raises(ValueError, match="another crop index"):
+        train_wsl(fewer, crops_dir, _config(**{**config.to_dict(), "checkpoint_dir": ckpt}))
 
 
 def test_confusion_matrix_counts() -> None:

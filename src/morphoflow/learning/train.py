@@ -154,7 +154,17 @@ def _save_checkpoint(folder: Path, epoch: int, payload: dict[str, Any]) -> Path:
     return path
 
 
-def _load_checkpoint(path: Path, config: WSLConfig, classes: list[Any]) -> dict[str, Any]:
+def index_fingerprint(index: pd.DataFrame) -> str:
+    """sha256 of a crop index's rows (all columns, in order): which data a checkpoint saw."""
+    import hashlib
+
+    hashed = pd.util.hash_pandas_object(index.reset_index(drop=True), index=False)
+    return hashlib.sha256(np.ascontiguousarray(hashed.to_numpy()).tobytes()).hexdigest()
+
+
+def _load_checkpoint(
+    path: Path, config: WSLConfig, classes: list[Any], data: str
+) -> dict[str, Any]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
@@ -172,6 +182,12 @@ def _load_checkpoint(path: Path, config: WSLConfig, classes: list[Any]) -> dict[
         )
     if list(payload["classes"]) != list(classes):
         raise ValueError(f"checkpoint {path} has different classes than this index")
+    if payload.get("data") not in (None, data):
+        raise ValueError(
+            f"checkpoint {path} was trained on another crop index (fingerprint "
+            f"{str(payload['data'])[:12]} != {data[:12]}); use another checkpoint_dir or "
+            "resume=False"
+        )
     return payload
 
 
@@ -264,6 +280,7 @@ def train_wsl(
     device = resolve_device(config.device)
     use_amp = bool(config.amp) and device.type == "cuda"
     index = index.reset_index(drop=True)
+    data = index_fingerprint(index)
     train_rows, val_rows = split_index(index, config)
     if len(train_rows) == 0:
         raise ValueError("index: the split leaves no training cells")
@@ -293,7 +310,7 @@ def train_wsl(
     start = 1
     folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     if folder is not None and resume and (path := latest_checkpoint(folder)) is not None:
-        state = _load_checkpoint(path, config, classes)
+        state = _load_checkpoint(path, config, classes, data)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -354,6 +371,7 @@ def train_wsl(
                     "epoch": epoch,
                     "config": config.to_dict(),
                     "classes": classes,
+                    "data": data,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "history": history,

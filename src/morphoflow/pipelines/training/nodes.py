@@ -16,7 +16,7 @@ from morphoflow.learning import (
     save_wsl_model,
     train_wsl,
 )
-from morphoflow.learning.train import confusion_matrix
+from morphoflow.learning.train import confusion_matrix, index_fingerprint
 from morphoflow.profiling.crops import load_site_crops
 
 
@@ -24,7 +24,12 @@ def train_cellpainting_cnn(
     combined_index: pd.DataFrame, crop_params: dict[str, Any], params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Train the WSL CNN; save it; per-epoch metrics for MLflow; confusion figure."""
-    config = WSLConfig(**{k: v for k, v in params["config"].items()})
+    settings = dict(params["config"])
+    if settings.get("checkpoint_dir"):
+        # one checkpoint folder per training set: a rerun on new data starts afresh
+        fingerprint = index_fingerprint(combined_index)[:12]
+        settings["checkpoint_dir"] = str(Path(settings["checkpoint_dir"]) / fingerprint)
+    config = WSLConfig(**settings)
     model, classes, history = train_wsl(combined_index, crop_params["dir"], config)
     save_wsl_model(
         model,
