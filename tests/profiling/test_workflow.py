@@ -75,3 +75,12 @@ def test_correction_removes_plate_effects_and_beats_shuffled_labels() -> None:
         assert result.metrics[name]["map"] > result.metrics[name]["shuffled_map"] + 0.2
     assert result.chosen_lambda in [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8]
     assert set(result.corrected_wells) == {"raw", "standardized", "sphered"}
+
+
+def test_too_few_treatments_per_moa_is_named() -> None:
+    """2 treatments per MoA leave 1 per MoA in the selection half: no retrieval to score."""
+    wells = _wells()
+    keep = ~wells["Metadata_Treatment"].str.match(r"T\d[23]$")
+    settings = EvaluationSettings(lambdas=[1.0, 1e-2], null_size=50, shuffles=2)
+    with pytest.raises(ValueError, match="no MoA has >= 2 treatments in the lambda-selection"):
+        evaluate_representations(wells[keep], settings)

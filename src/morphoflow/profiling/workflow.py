@@ -138,11 +138,18 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
     if not kept:
         raise ValueError("feature selection left no feature (all constant or non-finite)")
     wells = wells[metadata_columns(wells) + kept]
-    selection, report = split_treatments(
-        treatment_profiles(wells), settings.exclude_labels, settings.seed
-    )
+    profiles = treatment_profiles(wells)
+    selection, report = split_treatments(profiles, settings.exclude_labels, settings.seed)
     if not report or not selection:
         raise ValueError("too few MoA-annotated treatments to hold out a selection set for lambda")
+    chosen_moas = profiles.loc[profiles["Metadata_Treatment"].isin(selection), "Metadata_MoA"]
+    chosen_moas = chosen_moas[~chosen_moas.isin(list(settings.exclude_labels))].dropna()
+    if not (chosen_moas.value_counts() >= 2).any():
+        raise ValueError(
+            "no MoA has >= 2 treatments in the lambda-selection half (each MoA's treatments "
+            "are split in two halves, so an MoA needs >= 3-4 treatments): lambda cannot be "
+            "chosen by MoA retrieval on this screen"
+        )
 
     def score(rows: pd.DataFrame) -> float:
         ap = retrieval_ap(_treatments_of(rows, selection), exclude_labels=settings.exclude_labels)
