@@ -72,7 +72,7 @@ def test_build_repo_then_serve_until_sigterm(registry: str, tmp_path: Path) -> N
     assert serve.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {"stopped": True, "exit_code": 0}
     assert processes_mentioning(str(repo)) == []
-    assert not list(Path("/dev/shm").glob("morphoflow_triton_*"))
+    assert not list(Path("/dev/shm").glob(f"morphoflow_triton_{serve.pid}_*"))  # its regions
 
 
 def test_build_repo_names_a_missing_model(registry: str, tmp_path: Path) -> None:

@@ -156,56 +156,27 @@ def test_hot_swap_rollback_and_failed_deployment(
     np.testing.assert_allclose(served(crops).to_numpy(), v1, rtol=1e-4, atol=1e-5)
 
 
-def test_deploy_cli_uses_the_registry(
-    triton: tuple[TritonServer, Path], registry: str, tmp_path: Path
-) -> None:
-    server, repo = triton
-    exe = str(Path(sys.executable).with_name("morphoflow"))
-    env = {"MLFLOW_TRACKING_URI": registry}
+def test_deploy_cli_uses_the_registry(triton: tuple[TritonServer, Path], registry: str) -> None:
     import os
 
-    result = subprocess.run(
-        [
-            exe,
-            "triton",
-            "deploy",
-            "cellpainting-cnn",
-            "--repo",
-            str(repo),
-            "--alias",
-            "challenger",
-            "--url",
-            f"http://{server.http_url}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    server, repo = triton
+
+    def deploy(*args: str) -> dict:
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("morphoflow")), "triton", "deploy"]
+            + ["cellpainting-cnn", "--repo", str(repo), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "MLFLOW_TRACKING_URI": registry},
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    report = deploy("--alias", "challenger", "--url", f"http://{server.http_url}")
     assert report["served_as"] == "featurizer"
     assert report["live_versions"] == [2]
-    result = subprocess.run(
-        [
-            exe,
-            "triton",
-            "deploy",
-            "cellpainting-cnn",
-            "--repo",
-            str(repo),
-            "--version",
-            "1",
-            "--url",
-            server.grpc_url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["live_versions"] == [1]
+    assert deploy("--version", "1", "--url", server.grpc_url)["live_versions"] == [1]
 
 
 def test_metrics_endpoint_counts_inferences(triton: tuple[TritonServer, Path]) -> None:
