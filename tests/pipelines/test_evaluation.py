@@ -50,3 +50,13 @@ def test_evaluation_promotes_an_equal_challenger_and_refuses_a_worse_one(
     assert decision["decision"] == "refused" and decision["candidate_version"] == 3
     assert decision["heldout_digest"] and "below champion" in decision["reason"]
     assert _aliases() == {"champion": 2, "previous-champion": 1, "challenger": 3}
+
+    # as a CI/CD gate the same refusal fails the run, after recording the decision
+    decision_file.unlink()
+    failed = run_pipeline(
+        "evaluation", {**SMALL_SET, "evaluation.fail_on_refusal": True}, check=False
+    )
+    assert failed.returncode != 0
+    assert "refused" in failed.stdout + failed.stderr
+    assert json.loads(decision_file.read_text())["decision"] == "refused"
+    assert _aliases() == {"champion": 2, "previous-champion": 1, "challenger": 3}

@@ -62,3 +62,19 @@ def evaluate_and_promote(
         if value is not None:
             metrics[key] = {"value": float(value), "step": 0}
     return decision.to_dict(), metrics
+
+
+def enforce_decision(decision: dict[str, Any], params: dict[str, Any]) -> None:
+    """Fail the run on a refusal when ``fail_on_refusal`` is set (a CI/CD gate).
+
+    Runs after the decision is saved and recorded, so a failed run still leaves
+    ``decision.json``, the version's tags and the promotion run behind.
+
+    Raises:
+        RuntimeError: The candidate was refused and ``fail_on_refusal`` is true.
+    """
+    if decision.get("decision") == "refused" and params.get("fail_on_refusal", False):
+        raise RuntimeError(
+            f"promotion of {decision.get('model')} v{decision.get('candidate_version')} "
+            f"refused: {decision.get('reason')}"
+        )

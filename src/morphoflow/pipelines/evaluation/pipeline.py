@@ -6,7 +6,11 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from morphoflow.pipelines.evaluation.nodes import evaluate_and_promote, prepare_heldout
+from morphoflow.pipelines.evaluation.nodes import (
+    enforce_decision,
+    evaluate_and_promote,
+    prepare_heldout,
+)
 
 
 def create_pipeline(**kwargs: Any) -> Pipeline:
@@ -24,6 +28,12 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 ["evaluation_heldout", "params:evaluation"],
                 ["evaluation_decision", "evaluation_metrics"],
                 name="evaluate_and_promote",
+            ),
+            Node(
+                enforce_decision,
+                ["evaluation_decision", "params:evaluation"],
+                None,
+                name="enforce_decision",
             ),
         ]
     )
