@@ -60,24 +60,29 @@ def run_pipeline(kedro_project: Path) -> Callable[..., subprocess.CompletedProce
     return _run
 
 
-@pytest.fixture(scope="session")
-def tiny_simulated_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small simulated screen with ground-truth masks: 2 sources x 2 plates, 128 px sites."""
+def simulate_tiny_screen(out: Path, seed: int = 3, **overrides: Any) -> Path:
+    """A small simulated screen with ground-truth masks (2 sources x 2 plates, 128 px sites,
+    2 MoAs x 4 treatments by default; ``overrides`` change ScreenPreset fields)."""
     from morphoflow.screen.synthetic import ScreenPreset, simulate_screen
 
-    preset = ScreenPreset(
-        n_sources=2,
-        plates_per_source=2,
-        n_moas=2,
-        treatments_per_moa=4,
-        n_null_treatments=1,
-        n_source_specific=0,
-        n_dmso_wells=2,
-        n_untreated_wells=1,
-        sites_per_well=1,
-        site_size=128,
-        cells_per_site=(4, 8),
-    )
-    out = tmp_path_factory.mktemp("sim") / "screen"
-    simulate_screen(out, preset=preset, seed=3)
+    settings: dict[str, Any] = {
+        "n_sources": 2,
+        "plates_per_source": 2,
+        "n_moas": 2,
+        "treatments_per_moa": 4,
+        "n_null_treatments": 1,
+        "n_source_specific": 0,
+        "n_dmso_wells": 2,
+        "n_untreated_wells": 1,
+        "sites_per_well": 1,
+        "site_size": 128,
+        "cells_per_site": (4, 8),
+    }
+    simulate_screen(out, preset=ScreenPreset(**{**settings, **overrides}), seed=seed)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_simulated_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default tiny screen, shared by the pipeline tests."""
+    return simulate_tiny_screen(tmp_path_factory.mktemp("sim") / "screen")

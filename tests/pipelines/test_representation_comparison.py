@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from morphoflow.learning.comparison import CORRECTIONS, TABLE_COLUMNS
+from tests.pipelines.conftest import simulate_tiny_screen
 
 VARIANTS = (
     "wsl_one_source_leave_cells_out",
@@ -22,24 +23,8 @@ VARIANTS = (
 @pytest.fixture(scope="module")
 def three_source_screen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 sources x 2 plates of 128 px sites, 4 treatments per MoA (so both halves query)."""
-    from morphoflow.screen.synthetic import ScreenPreset, simulate_screen
-
-    preset = ScreenPreset(
-        n_sources=3,
-        plates_per_source=2,
-        n_moas=2,
-        treatments_per_moa=4,
-        n_null_treatments=1,
-        n_source_specific=0,
-        n_dmso_wells=3,
-        n_untreated_wells=1,
-        sites_per_well=1,
-        site_size=128,
-        cells_per_site=(4, 8),
-    )
     out = tmp_path_factory.mktemp("sim3") / "screen"
-    simulate_screen(out, preset=preset, seed=5)
-    return out
+    return simulate_tiny_screen(out, seed=5, n_sources=3, n_dmso_wells=3)
 
 
 @pytest.mark.slow
