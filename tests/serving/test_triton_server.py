@@ -156,6 +156,38 @@ def test_hot_swap_rollback_and_failed_deployment(
     np.testing.assert_allclose(served(crops).to_numpy(), v1, rtol=1e-4, atol=1e-5)
 
 
+def test_nuclei_tta_follows_a_hot_swapped_unet(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The BLS model calls whatever nuclei_unet version is live: no reload of nuclei_tta."""
+    import torch
+
+    from morphoflow.lifecycle.export import export_unet_onnx
+    from morphoflow.segmentation.unet import NucleusUNet
+
+    server, repo = triton
+    client = _client(server, "grpc")
+    image = real_looking_dna((96, 96), seed=11)
+    trained = client.segment(image, views=2)
+    torch.manual_seed(0)
+    export_unet_onnx(NucleusUNet(), tmp_path / "untrained.onnx")
+    untrained = OnnxUNet(tmp_path / "untrained.onnx")
+
+    assert deploy_version(
+        client, repo, "nuclei_unet", tmp_path / "untrained.onnx", 5
+    ).live_versions == [5]
+    swapped = client.segment(image, views=2)
+    np.testing.assert_allclose(
+        swapped.probabilities, segment_nuclei(untrained, image, views=2).probabilities, atol=1e-5
+    )
+    assert not np.allclose(swapped.probabilities, trained.probabilities, atol=1e-2)
+    assert client.model_versions("nuclei_tta") == [1]
+
+    # roll back to the trained model: the old results again
+    assert deploy_version(client, repo, "nuclei_unet", onnx_models["unet"], 1).live_versions == [1]
+    np.testing.assert_array_equal(client.segment(image, views=2).labels, trained.labels)
+
+
 def test_deploy_cli_uses_the_registry(triton: tuple[TritonServer, Path], registry: str) -> None:
     import os
 
