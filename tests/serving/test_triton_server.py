@@ -127,6 +127,22 @@ def test_unreachable_server_is_reported_after_retries() -> None:
         client.featurize(scale_crops(_crops(1)))
 
 
+def test_deploy_without_a_server_changes_nothing(
+    onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from morphoflow.serving.repository import RegistryModel, build_repository
+    from morphoflow.serving.server import free_port
+
+    repo = tmp_path / "repo"
+    build_repository(repo, None, RegistryModel("cellpainting-cnn", 1, onnx_models["featurizer_v1"]))
+    before = (repo / "featurizer" / "config.pbtxt").read_text()
+    client = TritonClient(f"127.0.0.1:{free_port()}", retries=0)
+    with pytest.raises(DeploymentFailed, match="no Triton server answers"):
+        deploy_version(client, repo, "featurizer", onnx_models["featurizer_v2"], 2)
+    assert (repo / "featurizer" / "config.pbtxt").read_text() == before
+    assert not (repo / "featurizer" / "2").exists()
+
+
 def test_hot_swap_rollback_and_failed_deployment(
     triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], registry: str
 ) -> None:

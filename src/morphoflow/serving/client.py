@@ -175,6 +175,14 @@ class TritonClient:
         except Exception:
             return False
 
+    def is_live(self) -> bool:
+        """Whether the server answers at all (no retries). Unlike readiness, liveness holds
+        while a model version is loading or unloading (strict readiness does not)."""
+        try:
+            return bool(self._client.is_server_live())
+        except Exception:
+            return False
+
     def is_model_ready(self, model: str) -> bool:
         return bool(self._call(f"readiness of {model}", lambda: self._client.is_model_ready(model)))
 

@@ -36,7 +36,8 @@ def deploy_version(
 
     Raises:
         ValueError: The model is not in the repository, or the ONNX file does not fit it.
-        DeploymentFailed: Triton refused the new version (its message included).
+        DeploymentFailed: No server answers (nothing is changed), or Triton refused the new
+            version (its message included; the repository is restored).
     """
     model_dir = Path(repository) / model
     config = model_dir / "config.pbtxt"
@@ -46,15 +47,24 @@ def deploy_version(
     old_config = config.read_text()
     version_dir = model_dir / str(int(version))
     existed = version_dir.exists()
+    if not client.is_live():
+        raise DeploymentFailed(f"no Triton server answers at {client.url}: nothing was changed")
     add_onnx_version(repository, model, onnx_path, version)
-    try:
-        client.load_model(model)
-    except TritonRequestError as exc:
+
+    def restore() -> None:
         write_text_atomic(config, old_config)
         if not existed:
             shutil.rmtree(version_dir, ignore_errors=True)
+
+    try:
+        client.load_model(model)
+    except TritonRequestError as exc:
+        restore()
         raise DeploymentFailed(
             f"Triton could not load {model} version {version}; it keeps serving "
             f"{client.model_versions(model)}: {exc}"
         ) from exc
+    except BaseException:
+        restore()  # e.g. the server went away: the repository still describes what it served
+        raise
     return Deployment(model, int(version), previous, client.model_versions(model))
