@@ -57,9 +57,18 @@ def test_profiling_against_triton_equals_local(
     )
     local = {name: pd.read_parquet(kedro_project / "data" / name) for name in outputs}
     shutil.rmtree(kedro_project / "data")
-    run_pipeline(
-        "profiling", {**common, "inference.backend": "triton", "inference.url": server.grpc_url}
+    served_run = run_pipeline(
+        "profiling",
+        {
+            **common,
+            "inference.backend": "triton",
+            "inference.url": server.grpc_url,
+            # a local model given by mistake is not silently used, nor silently dropped
+            "features.model": onnx_models["featurizer_v2"],
+        },
     )
+    log = " ".join((served_run.stdout + served_run.stderr).split())  # undo the log's line wrap
+    assert "WARNING" in log and "is ignored with inference.backend=triton" in log
     served = {name: pd.read_parquet(kedro_project / "data" / name) for name in outputs}
 
     nuclei_local, nuclei_served = local[outputs[0]], served[outputs[0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -22,6 +23,8 @@ from morphoflow.profiling.workflow import EvaluationSettings, evaluate_represent
 from morphoflow.segmentation.onnx_model import load_predictor
 from morphoflow.segmentation.screen import segment_screen
 from morphoflow.segmentation.segmenter import segment_nuclei
+
+logger = logging.getLogger(__name__)
 
 
 def _triton_client(inference: dict[str, Any]):
@@ -58,6 +61,13 @@ def segment_nuclei_per_site(
     min_size = int(params["min_size"])
     if _backend(inference) == "triton":
         from morphoflow.serving.client import triton_segmenter
+
+        if str(params.get("model") or "default") != "default":
+            logger.warning(
+                "nuclei.model=%s is ignored with inference.backend=triton: the server's "
+                "nuclei_tta model segments (deploy a model with `morphoflow triton deploy`)",
+                params["model"],
+            )
 
         segment = triton_segmenter(_triton_client(inference), views, threshold, min_size)
     else:
@@ -99,6 +109,13 @@ def _extractor(params: dict[str, Any], inference: dict[str, Any]):
     name = params["extractor"]
     if name == "cnn" and _backend(inference) == "triton":
         from morphoflow.serving.client import TritonFeaturizer
+
+        if params.get("model"):
+            logger.warning(
+                "features.model=%s is ignored with inference.backend=triton: the server's "
+                "featurizer model runs",
+                params["model"],
+            )
 
         return TritonFeaturizer(_triton_client(inference), batch_size=int(params["batch_size"]))
     if name == "classical":
