@@ -70,8 +70,8 @@ def test_broken_export_raises_and_leaves_no_file(tmp_path: Path) -> None:
             model_name="frozen-branch",
         )
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
-    # a tolerance the export cannot meet fails the same way
-    with pytest.raises(ValueError, match="tolerance"):
+    # a looser tolerance that the difference still exceeds fails the same way
+    with pytest.raises(ValueError, match=r"max abs diff 4 \(> tolerance 1\)"):
         export_onnx_with_parity(
             ShapeFrozen(),
             example,
@@ -79,10 +79,15 @@ def test_broken_export_raises_and_leaves_no_file(tmp_path: Path) -> None:
             ["x"],
             ["y"],
             {"x": {0: "n"}, "y": {0: "n"}},
-            [np.full((1, 3), 5.0, np.float32)],
-            tolerance=-0.0 - 1.0,
+            [check],
+            tolerance=1.0,
         )
     assert list(tmp_path.iterdir()) == []
+    # and a negative tolerance is bad input
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        export_onnx_with_parity(
+            ShapeFrozen(), example, path, ["x"], ["y"], {}, [check], tolerance=-1.0
+        )
     # the good case on the same module: within tolerance -> the file appears
     diff = export_onnx_with_parity(
         ShapeFrozen(),
