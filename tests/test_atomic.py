@@ -32,3 +32,19 @@ def test_suffix_is_kept_for_format_sniffing_writers(tmp_path: Path) -> None:
         assert tmp.suffix == ".npz" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
     assert (tmp_path / "crops.npz").read_bytes() == b"x"
+
+
+def test_atomic_dir_replaces_a_tree_or_leaves_it(tmp_path: Path) -> None:
+    from morphoflow.atomic import atomic_dir
+
+    target = tmp_path / "repo"
+    with atomic_dir(target) as staging:
+        (staging / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as staging:
+        (staging / "b.txt").write_text("half")
+        raise RuntimeError("failed build")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with atomic_dir(target) as staging:
+        (staging / "c.txt").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["c.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["repo"]

@@ -41,3 +41,31 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A staging folder beside ``path``, renamed over it when the block succeeds.
+
+    Fill the yielded folder; on success an existing ``path`` is removed and the staging folder
+    takes its place (readers see the old tree or the complete new one, never a half-written
+    one); on failure the staging folder is removed and ``path`` is left as it was.
+
+    Args:
+        path: The destination folder (its parent is created).
+
+    Yields:
+        The staging folder.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from morphoflow.atomic import write_text_atomic
+from morphoflow.atomic import atomic_dir, write_text_atomic
 
 HELDOUT_FORMAT = "morphoflow-heldout/1"
 MANIFEST = "manifest.json"
@@ -174,19 +172,11 @@ def verify_heldout(root: str | Path, kind: str | None = None) -> Heldout:
     )
 
 
-def _fresh_folder(out_dir: Path) -> Path:
+def _check_fresh(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise HeldoutError(
             f"out_dir {out_dir} exists and is not empty: a frozen set is never overwritten"
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        out_dir.rmdir()  # empty (checked by _fresh_folder)
-    os.replace(staging, out_dir)
 
 
 def freeze_segmentation_heldout(
@@ -223,8 +213,8 @@ def freeze_segmentation_heldout(
     if int(size) < 32:
         raise ValueError(f"size must be >= 32, got {size!r}")
     out_dir = Path(out_dir)
-    staging = _fresh_folder(out_dir)
-    try:
+    _check_fresh(out_dir)
+    with atomic_dir(out_dir) as staging:
         rng = np.random.default_rng(int(seed))
         for i in range(int(n_images)):
             image, labels = random_nuclei_image(rng, (int(size), int(size)))
@@ -237,10 +227,6 @@ def freeze_segmentation_heldout(
             "seed": int(seed),
         }
         write_manifest(staging, "segmentation", source)
-        _publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return verify_heldout(out_dir, "segmentation")
 
 
@@ -336,8 +322,8 @@ def freeze_featurizer_heldout(
     if absent:
         raise FileNotFoundError(f"crop files missing from {crops_dir}: {absent[:5]}")
     out_dir = Path(out_dir)
-    staging = _fresh_folder(out_dir)
-    try:
+    _check_fresh(out_dir)
+    with atomic_dir(out_dir) as staging:
         for relative in files:
             target = staging / "crops" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -350,8 +336,4 @@ def freeze_featurizer_heldout(
             "n_sites": len(files),
         }
         write_manifest(staging, "featurizer", source)
-        _publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return verify_heldout(out_dir, "featurizer")

@@ -21,14 +21,12 @@ the dihedral views as one batch to ``nuclei_unet``, de-augments, merges and post
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from morphoflow.atomic import write_text_atomic
+from morphoflow.atomic import atomic_dir, write_text_atomic
 
 SEGMENTATION_MODEL = "nuclei_unet"
 TTA_MODEL = "nuclei_tta"
@@ -293,16 +291,10 @@ def add_onnx_version(
         settings = settings or ServingSettings()
     model_dir.mkdir(parents=True, exist_ok=True)
     final = model_dir / str(int(version))
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
-    try:
+    with atomic_dir(final) as staging:
         shutil.copyfile(onnx_path, staging / "model.onnx")
         if settings.target == "cpu":
             shutil.copyfile(_TEMPLATES / "onnx_runtime.py", staging / "model.py")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if config_path.exists():
         set_served_version(model_dir, int(version))
     else:
@@ -383,11 +375,9 @@ def build_repository(
     if segmentation is None and featurizer is None:
         raise ValueError("build_repository needs a segmentation model, a featuriser, or both")
     settings = settings or ServingSettings()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     served: dict[str, int] = {}
-    try:
+    with atomic_dir(out) as staging:
+        multiple = 16
         for model, triton_name, kind in (
             (segmentation, SEGMENTATION_MODEL, "segmentation"),
             (featurizer, FEATURIZER_MODEL, "featurizer"),
@@ -397,15 +387,11 @@ def build_repository(
             info = inspect_onnx(model.onnx_path)
             if info.kind != kind:
                 raise ValueError(f"{model.name} v{model.version} is a {info.kind}, not a {kind}")
+            if kind == "segmentation":
+                multiple = int(info.metadata.get("multiple", multiple))
             add_onnx_version(staging, triton_name, model.onnx_path, model.version, settings)
             served[triton_name] = model.version
         if segmentation is not None:
-            info = inspect_onnx(segmentation.onnx_path)
-            add_tta_model(staging, settings, multiple=int(info.metadata.get("multiple", 16)))
+            add_tta_model(staging, settings, multiple=multiple)
             served[TTA_MODEL] = 1
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return served

@@ -9,7 +9,6 @@ with the offending rows (``load_data.csv`` lines) or files.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from morphoflow.atomic import atomic_dir
 from morphoflow.screen.constants import (
     CONTROL_TYPES,
     METADATA_COLUMNS,
@@ -203,18 +203,10 @@ def _collect_failures(result: Any, frames: dict[str, pd.DataFrame]) -> list[Fail
 
 def _write_reports(report_dir: Path, docs_source: Path | None, summary: dict[str, Any]) -> None:
     """Replace ``report_dir`` with the summary JSON and the Data Docs site, atomically."""
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}.", dir=report_dir.parent))
-    try:
+    with atomic_dir(report_dir) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         if docs_source is not None and docs_source.is_dir():
             shutil.copytree(docs_source, staging / "data_docs")
-        if report_dir.exists():
-            shutil.rmtree(report_dir)
-        os.replace(staging, report_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def validate_screen(
