@@ -268,7 +268,7 @@ def test_unique_stems_refuses_colliding_outputs(tmp_path: Path) -> None:
 
 
 def test_load_channel(tmp_path: Path) -> None:
-    plane = np.arange(30, dtype=np.uint16).reshape(5, 6)
+    plane = np.arange(48, dtype=np.uint16).reshape(6, 8)  # (5, 5, 6) stacks are ambiguous
     tifffile.imwrite(tmp_path / "plane.tif", plane)
     np.testing.assert_array_equal(load_channel(tmp_path / "plane.tif", None), plane)
     np.testing.assert_array_equal(load_channel(tmp_path / "plane.tif", 0), plane)
@@ -286,3 +286,46 @@ def test_load_channel(tmp_path: Path) -> None:
     rgb = np.stack([plane + 100 * c for c in range(3)], axis=-1).astype(np.uint8)  # (H, W, 3)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     np.testing.assert_array_equal(load_channel(tmp_path / "rgb.tif", 1), rgb[..., 1])
+
+
+def test_segment_channels_last_site_gives_the_channels_first_labels(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # Issue 12, item 1: a (H, W, 5) site stored channels last (tifffile axes YXS) used to be
+    # read as (C, H, W) = (H, W, 5) and gave labels of shape (W, 5).
+    image, _ = site
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "first.tif", image)  # (5, H, W)
+    tifffile.imwrite(
+        folder / "last.tif",
+        np.moveaxis(image, 0, -1),
+        photometric="minisblack",
+        planarconfig="contig",
+    )
+    with tifffile.TiffFile(folder / "last.tif") as tif:
+        assert tif.series[0].axes == "YXS"
+    out = tmp_path / "out"
+    result = _run("segment", folder, "--out", out, "--no-tta", "--channel", "0")
+    assert result.exit_code == 0, result.output
+    first, last = _check_outputs(out, "first"), _check_outputs(out, "last")
+    assert last.shape == image.shape[1:]
+    assert first.max() > 0
+    np.testing.assert_array_equal(last, first)
+
+
+def test_segment_nan_pixels_error_names_the_file(tmp_path: Path) -> None:
+    image = np.full((48, 48), 100.0, np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "holes.tif", image)
+    result = _run("segment", tmp_path / "holes.tif", "--out", tmp_path / "out", "--no-tta")
+    assert result.exit_code == 2
+    assert "holes.tif" in result.stderr and "NaN" in result.stderr
+    assert not (tmp_path / "out" / "holes_labels.tif").exists()
+
+
+def test_ambiguous_stack_error_names_the_file_and_shape(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "cube.tif", np.zeros((6, 40, 6), np.uint16), metadata=None)
+    result = _run("segment", tmp_path / "cube.tif", "--out", tmp_path / "out", "--channel", "0")
+    assert result.exit_code == 2
+    assert "cube.tif" in result.stderr and "(6, 40, 6)" in result.stderr

@@ -4,6 +4,10 @@ Microscope TIFFs come uncompressed or compressed (LZW, deflate, zstd, JPEG, ...)
 16 bit; :func:`read_image` reads them all through tifffile + imagecodecs. 12-bit data stored in
 16-bit containers is returned unchanged (no rescaling): intensity scaling is the job of the
 feature extractors and of illumination correction, never of the reader.
+
+Every image with channels is read by :func:`read_image`, which returns channels first,
+``(C, H, W)``, taking the axis order from the file's metadata (tifffile series axes: ImageJ
+hyperstacks, OME, samples per pixel) and guessing from the sizes only when the file has none.
 """
 
 from __future__ import annotations
@@ -20,17 +24,58 @@ from morphoflow.screen.errors import ImageReadError
 _TIFF_SUFFIXES = {".tif", ".tiff"}
 
 
+MAX_GUESSED_CHANNELS = 16
+"""Largest channel count the reader guesses from array sizes alone (files without axis
+metadata); a larger axis needs metadata (ImageJ ``axes``, OME, or TIFF samples per pixel)."""
+
+_CHANNEL_AXES = frozenset("CS")
+"""tifffile axis codes that name channels: ``C`` (ImageJ / OME channel), ``S`` (TIFF samples per
+pixel, e.g. an RGB or a contiguous multi-sample page)."""
+
+_UNNAMED_AXES = frozenset("QI")
+"""tifffile axis codes that say nothing about what an axis is: ``Q`` (tifffile's own "shaped"
+metadata records a numpy shape, not axis names) and ``I`` (a plain sequence of pages)."""
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read one 2D (or multi-page / multi-channel) image file.
+    """Read one image file as a 2-D plane or a channels-first ``(C, H, W)`` stack.
+
+    The axis order comes from the file's own metadata wherever it has some:
+
+    - TIFF: tifffile's axes of the first series (``series[0].axes``), which reflect ImageJ
+      hyperstack metadata (``CYX``, ``ZCYX``, ...), OME-XML and the TIFF samples-per-pixel tag
+      (``YXS`` for a contiguous multi-sample page, ``SYX`` for planar samples). ``C`` and ``S``
+      are channel axes; ``Y`` and ``X`` the plane.
+    - PNG and other formats read by scikit-image: ``(H, W)`` or ``(H, W, C)`` by definition of
+      the format.
+
+    Axes of length 1 (a single Z plane, time point or channel) are dropped. Only when the file
+    names no channel axis (a plain page sequence, tifffile's ``Q``/``I`` axes, e.g. an array
+    written by ``tifffile.imwrite`` without ``photometric``/``metadata``) is the channel axis
+    guessed from the sizes: the first or last axis when it is the only one of the two with at
+    most :data:`MAX_GUESSED_CHANNELS` elements and shorter than both other axes.
+
+    Pixel values and dtype are returned as stored (no rescaling).
 
     Args:
         path: A TIFF (any common compression, 8/12/16/32 bit) or PNG file.
 
     Returns:
-        The pixel array as stored (``(H, W)`` or ``(C, H, W)``), dtype unchanged.
+        ``(H, W)`` for a single-channel image, else ``(C, H, W)`` with channels first; the
+        file's dtype.
 
     Raises:
-        ImageReadError: The file does not exist, is truncated or corrupt, or is not an image.
+        ImageReadError: The file does not exist, is truncated or corrupt, is not an image, holds
+            more than one non-channel axis longer than 1 (a Z stack, a time series), or its
+            channel axis cannot be told (shape and axes are named in the message).
+
+    Example:
+        >>> import tempfile, tifffile
+        >>> site = np.zeros((64, 64, 5), np.uint16)  # channels last: tifffile axes "YXS"
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     tifffile.imwrite(f"{d}/s.tif", site, photometric="minisblack", planarconfig="contig")
+        ...     read_image(f"{d}/s.tif").shape
+        (5, 64, 64)
     """
     path = Path(path)
     if not path.is_file():
@@ -39,17 +84,104 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in _TIFF_SUFFIXES:
             import tifffile
 
-            array = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                array = np.asarray(series.asarray())
+                axes = str(series.axes)
         else:
             import skimage.io
 
-            array = skimage.io.imread(path)
+            array = np.asarray(skimage.io.imread(path))
+            axes = "YXS"[: array.ndim] if array.ndim <= 3 else ""
     except Exception as exc:  # tifffile/imagecodecs raise many types for corrupt data
         raise ImageReadError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
-    array = np.asarray(array)
     if array.ndim < 2 or array.size == 0:
         raise ImageReadError(f"image {path} has no pixels (shape {array.shape})")
-    return array
+    return channels_first(array, axes, path)
+
+
+def channels_first(array: np.ndarray, axes: str, source: str | Path) -> np.ndarray:
+    """Put an image array with named axes into ``(H, W)`` or ``(C, H, W)`` order.
+
+    Args:
+        array: The pixels, one axis per letter of ``axes``.
+        axes: tifffile axis codes (``"YX"``, ``"CYX"``, ``"YXS"``, ``"QYX"``, ``"TZCYX"``, ...);
+            an empty string or one of another length means "unknown" (the sizes decide, as
+            described in :func:`read_image`).
+        source: The file (or other origin) named in error messages.
+
+    Returns:
+        ``(H, W)`` when there is at most one channel, else ``(C, H, W)``; no copy when the
+        order is already right.
+
+    Raises:
+        ImageReadError: More than one non-channel axis longer than 1, or the channel axis cannot
+            be told.
+    """
+    arr = np.asarray(array)
+    axes = axes.upper()
+    if len(axes) != arr.ndim or "Y" not in axes or "X" not in axes:
+        axes = "?" * arr.ndim  # no usable metadata
+    keep = [i for i, a in enumerate(axes) if arr.shape[i] > 1 or a in "YX"]
+    if len(keep) < arr.ndim:
+        arr = arr.reshape([arr.shape[i] for i in keep])
+        axes = "".join(axes[i] for i in keep)
+    if "Y" in axes and "X" in axes:
+        others = [i for i, a in enumerate(axes) if a not in "YX"]
+        named = [axes[i] for i in others if axes[i] not in _UNNAMED_AXES]
+        if any(a not in _CHANNEL_AXES for a in named) or len(others) > 1:
+            raise ImageReadError(
+                f"image {source} has shape {array.shape} with axes {axes!r}: expected one plane "
+                "(YX) with at most one channel axis (C or S); split Z stacks and time series "
+                "into 2-D files first"
+            )
+        if not others:
+            return arr if axes.index("Y") < axes.index("X") else arr.T
+        if named:  # a named channel axis (C or S)
+            order = [others[0], axes.index("Y"), axes.index("X")]
+            return np.transpose(arr, order) if order != [0, 1, 2] else arr
+    # No axis says what it is: guess from the sizes.
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3:
+        candidates = [
+            k
+            for k in (0, 2)
+            if arr.shape[k] <= MAX_GUESSED_CHANNELS
+            and all(arr.shape[k] < arr.shape[j] for j in range(3) if j != k)
+        ]
+        if len(candidates) == 1:
+            return arr if candidates[0] == 0 else np.moveaxis(arr, 2, 0)
+    raise ImageReadError(
+        f"cannot tell the channel axis of image {source}: shape {array.shape}, axes "
+        f"{axes!r} (no metadata names a channel axis, and no single first or last axis of at "
+        f"most {MAX_GUESSED_CHANNELS} elements is shorter than the others); write it with axis "
+        "metadata, e.g. tifffile.imwrite(path, data, imagej=True, metadata={'axes': 'CYX'})"
+    )
+
+
+def require_finite(image: np.ndarray, source: str | Path) -> np.ndarray:
+    """Refuse an image with NaN or infinite pixels, naming its file.
+
+    Args:
+        image: Pixels of any real dtype (integer images always pass).
+        source: The file the pixels came from (named in the error).
+
+    Returns:
+        ``image`` unchanged.
+
+    Raises:
+        ImageReadError: ``image`` holds NaN or +/-inf values (the message gives how many).
+    """
+    arr = np.asarray(image)
+    if np.issubdtype(arr.dtype, np.inexact):
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ImageReadError(
+                f"image {source} holds {bad} NaN or infinite pixel(s) of {arr.size}; "
+                "replace them (e.g. by the background level) before segmenting"
+            )
+    return image
 
 
 def read_site(

@@ -10,6 +10,7 @@ import pandas as pd
 
 from morphoflow.screen.constants import TRUTH_COLUMN
 from morphoflow.screen.io import read_image
+from morphoflow.segmentation.files import load_channel
 from morphoflow.segmentation.metrics import DatasetScore, dsb_score
 
 Segmenter = Callable[[np.ndarray, int], np.ndarray]
@@ -89,7 +90,7 @@ def iter_dna_and_truth(
     root = Path(root)
     for _, row in table.iterrows():
         yield (
-            read_image(root / row["Path_DNA"]),
+            load_channel(root / row["Path_DNA"], None),
             read_image(root / row[TRUTH_COLUMN]).astype(np.int64),
         )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from morphoflow.atomic import atomic_path
-from morphoflow.screen.io import read_image, write_tiff_atomic
+from morphoflow.screen.io import read_image, require_finite, write_tiff_atomic
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: Suffixes stripped from file stems to pair predictions with ground truth.
@@ -42,29 +42,42 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_channel(path: Path, channel: int | None) -> np.ndarray:
-    """Read a 2-D image, or one channel of a multi-channel image.
+    """Read a 2-D image, or one channel of a multi-channel image, for segmentation.
 
-    Multi-channel TIFFs are (C, H, W); RGB(A) PNG/TIFFs are (H, W, 3|4) and use the last axis.
+    The channel axis comes from the file's metadata (see
+    :func:`morphoflow.screen.io.read_image`): a ``(5, H, W)`` stack, an ImageJ ``CYX``
+    hyperstack and a channels-last ``(H, W, 5)`` TIFF (axes ``YXS``) all give the same plane
+    for the same ``channel``.
+
+    Args:
+        path: Image file (TIFF or PNG).
+        channel: 0-based channel index; ``None`` (or 0) for a single-channel image.
+
+    Returns:
+        The plane (H, W), dtype as stored.
 
     Raises:
+        ImageReadError: (a ValueError) the file cannot be read, its channel axis cannot be
+            told, or it holds NaN or infinite pixels (the message names the file).
         ValueError: Multi-channel input without ``channel``, or ``channel`` out of range.
     """
     image = read_image(path)
     if image.ndim == 2:
         if channel not in (None, 0):
             raise ValueError(f"{path} has a single channel; --channel {channel} does not exist")
-        return image
-    if image.ndim != 3:
-        raise ValueError(f"{path} has shape {image.shape}; expected (H, W), (C, H, W) or (H, W, C)")
-    channels_last = image.shape[-1] <= 4 and image.shape[0] > 4
-    n = image.shape[-1] if channels_last else image.shape[0]
-    if channel is None:
-        raise ValueError(
-            f"{path} has {n} channels (shape {image.shape}); choose one with --channel N"
-        )
-    if not 0 <= channel < n:
-        raise ValueError(f"--channel {channel} is out of range for {path} with {n} channels")
-    return image[..., channel] if channels_last else image[channel]
+        plane = image
+    else:
+        n = image.shape[0]
+        if channel is None:
+            raise ValueError(
+                f"{path} has {n} channels (shape {image.shape}, channels first); choose one "
+                "with --channel N"
+            )
+        if not 0 <= channel < n:
+            raise ValueError(f"--channel {channel} is out of range for {path} with {n} channels")
+        plane = image[channel]
+    require_finite(plane, path)
+    return plane
 
 
 def label_dtype(labels: np.ndarray) -> type:

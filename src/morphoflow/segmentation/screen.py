@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from morphoflow.progress import track
-from morphoflow.screen.io import read_image
-from morphoflow.segmentation.files import write_labels
+from morphoflow.segmentation.files import load_channel, write_labels
 from morphoflow.segmentation.segmenter import Segmentation, nuclei_table
 
 SegmentFn = Callable[[np.ndarray], Segmentation]
@@ -51,7 +50,7 @@ def segment_screen(
     root, labels_dir = Path(root), Path(labels_dir)
     frames = []
     for _, site in track(table.iterrows(), "Segmenting nuclei", total=len(table)):
-        dna = read_image(root / site["Path_DNA"])
+        dna = load_channel(root / site["Path_DNA"], None)
         result = segment(dna)
         relative = labels_relpath(
             site["Metadata_Plate"], site["Metadata_Well"], site["Metadata_Site"]
