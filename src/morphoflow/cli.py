@@ -101,18 +101,30 @@ def validate_screen_command(
     report_dir: Annotated[Path, typer.Option(help="Where summary.json and data_docs/ go.")] = Path(
         "data/08_reporting/data_validation"
     ),
+    annotation_mismatch: Annotated[
+        str,
+        typer.Option(
+            help="moa.csv rows matching no treatment / treatments without an MoA row: "
+            "fail or warn."
+        ),
+    ] = "fail",
 ) -> None:
     """Validate a screen with the Great Expectations suites (same as the data_validation pipeline)."""
     from morphoflow.screen.qc import site_qc
     from morphoflow.screen.table import load_screen
-    from morphoflow.validation import validate_screen
+    from morphoflow.validation import ValidationConfig, validate_screen
 
     try:
+        config = ValidationConfig(annotation_mismatch=annotation_mismatch)
         table = load_screen(root)
-        summary = validate_screen(table, site_qc(table, root), root, report_dir)
+        summary = validate_screen(table, site_qc(table, root), root, report_dir, config)
     except ValueError as exc:
         _fail(str(exc))
-    typer.echo(json.dumps({k: summary[k] for k in ("success", "n_sites", "data_fingerprint")}))
+    typer.echo(
+        json.dumps(
+            {k: summary[k] for k in ("success", "n_sites", "data_fingerprint", "warnings")}
+        )
+    )
 
 
 def _segmenter(model: str | None, triton_url: str | None, views: int, min_size: int):

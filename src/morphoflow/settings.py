@@ -21,4 +21,9 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Soft merge: an environment's parameters file (conf/local, conf/benchmark) overrides only
+    # the keys it names. With kedro's default (destructive) merge, once conf/local holds any
+    # parameters file, `--params segmentation.train.epochs=2` replaced the whole `segmentation`
+    # block and every sibling key (holdout, postprocess, ...) vanished.
+    "merge_strategy": {"parameters": "soft"},
 }

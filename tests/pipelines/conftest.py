@@ -26,6 +26,8 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
     shutil.copy(PROJECT_ROOT / "conf" / "logging.yml", project / "conf" / "logging.yml")
     (project / "conf" / "local").mkdir()
+    # the tiny simulated screens below hold 4-8 cells per well, under the default floor
+    (project / "conf" / "local" / "parameters.yml").write_text("wells:\n  min_cells_per_well: 2\n")
     (project / "src").mkdir()  # the package itself is installed; kedro only wants the folder
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     monkeypatch.chdir(project)

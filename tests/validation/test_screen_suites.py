@@ -117,3 +117,43 @@ def test_qc_statistics() -> None:
 def test_unknown_validation_parameter_is_named() -> None:
     with pytest.raises(ValueError, match=r"unknown data_validation parameter\(s\) \['max_blur'\]"):
         ValidationConfig.from_params({"max_blur": 1})
+
+
+def test_mistyped_moa_rows_are_listed_with_their_lines(tiny_screen: Path, tmp_path: Path) -> None:
+    moa = pd.DataFrame(
+        {
+            "Metadata_Treatment": ["DMSO", "cpd_A", "cpd_b", "cmpd_c"],
+            "Metadata_MoA": ["", "moa_x", "moa_x", "moa_y"],
+        }
+    )
+    moa.to_csv(tiny_screen / "moa.csv", index=False)
+    with pytest.raises(DataValidationError) as info:
+        _validate(tiny_screen, tmp_path / "r")
+    message = str(info.value)
+    assert "[annotations] expect_column_values_to_be_in_set on Check_Matched: 3 failing" in message
+    assert "moa.csv line 3: treatment 'cpd_A' is in no platemap well" in message
+    assert "(closest on the other side: 'cpd_a')" in message
+    assert "moa.csv line 5: treatment 'cmpd_c' is in no platemap well" in message
+    assert "treatment 'cpd_a' has no moa.csv row" in message and "platemap.csv line" in message
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["success"] is False
+
+
+def test_annotation_mismatch_can_be_a_listed_warning(tiny_screen: Path, tmp_path: Path) -> None:
+    pd.DataFrame({"Metadata_Treatment": ["cpd_a"], "Metadata_MoA": ["moa_x"]}).to_csv(
+        tiny_screen / "moa.csv", index=False
+    )
+    table = load_screen(tiny_screen)
+    summary = validate_screen(
+        table,
+        site_qc(table, tiny_screen),
+        tiny_screen,
+        tmp_path / "r",
+        ValidationConfig(annotation_mismatch="warn"),
+    )
+    assert summary["success"] is True
+    (warning,) = summary["warnings"]
+    assert warning["unexpected_count"] == 1
+    assert "treatment 'cpd_b' has no moa.csv row" in warning["examples"][0]
+    with pytest.raises(ValueError, match="annotation_mismatch must be 'fail' or 'warn'"):
+        ValidationConfig(annotation_mismatch="ignore")

@@ -51,6 +51,7 @@ from morphoflow.learning.train import SPLITS, WSLConfig, split_index, train_wsl
 from morphoflow.profiling.aggregate import SiteMedianAccumulator, feature_columns, well_profiles
 from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.profiling.crops import load_site_crops
+from morphoflow.profiling.wells import DEFAULT_MIN_CELLS_PER_WELL, select_wells
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
 from morphoflow.progress import track
 from morphoflow.screen.constants import METADATA_COLUMNS
@@ -192,11 +193,14 @@ class AssemblySettings:
             (``n_components``, ``percentile``, ``min_replicates``, ``scope``, ``n_null``).
         max_control_cells_per_plate: Cap per plate and control class (None: keep all).
         seed: Seed of the strength null and of the control cap.
+        min_cells_per_well: Wells with fewer cells (or a non-finite profile) take no part in
+            the strength calls (:func:`morphoflow.profiling.wells.select_wells`).
     """
 
     strength: Mapping[str, Any] = field(default_factory=dict)
     max_control_cells_per_plate: int | None = 200
     seed: int = 0
+    min_cells_per_well: int = DEFAULT_MIN_CELLS_PER_WELL
 
 
 def training_index(
@@ -238,8 +242,13 @@ def training_index(
     in_wells = wells[SOURCE].astype(str).isin(sources).to_numpy() & ~holdout.mask(wells)
     if not in_cells.any() or not in_wells.any():
         raise ValueError(f"sources {sources}: no plate is left once the held-out part is removed")
+    usable = select_wells(
+        wells[in_wells].reset_index(drop=True),
+        int(settings.min_cells_per_well),
+        name=f"well profiles of sources {sources}",
+    ).used
     strength = phenotype_strength(
-        wells[in_wells].reset_index(drop=True), **dict(settings.strength), seed=settings.seed
+        usable.reset_index(drop=True), **dict(settings.strength), seed=settings.seed
     )
     index = combined_index(
         crop_index[in_cells].reset_index(drop=True),

@@ -159,12 +159,16 @@ def evaluate_featurizer_onnx(
     from morphoflow.profiling.aggregate import metadata_columns, treatment_profiles
     from morphoflow.profiling.evaluation import DEFAULT_EXCLUDE_LABELS, retrieval_ap
     from morphoflow.profiling.normalize import batch_correct, control_mask, feature_select
+    from morphoflow.profiling.wells import select_wells
 
     start = time.perf_counter()
     held = heldout if isinstance(heldout, Heldout) else verify_heldout(heldout, "featurizer")
     if held.kind != "featurizer":
         raise HeldoutError(f"heldout {held.root} is a {held.kind!r} set, not featurizer")
     wells = featurizer_well_profiles(onnx_path, held, batch_size)
+    # profiling's non-finite rule (mostly non-finite wells out, then non-finite features);
+    # no cell-count floor: which cells a frozen held-out set holds was decided when it was frozen
+    wells = select_wells(wells, 0, name=f"heldout {held.root} well profiles").used
     kept = feature_select(wells, control_mask(wells))
     if not kept:
         raise ValueError(f"heldout {held.root}: every feature is constant or non-finite")

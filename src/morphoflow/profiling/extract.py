@@ -103,9 +103,14 @@ def profile_sites(
             stretched and rounded to 8 bit (lossy, DeepProfiler-style) before cropping.
 
     Returns:
-        (site profiles: median of each site's cells with ``Metadata_CellCount``,
+        (site profiles: median of each site's cells with ``Metadata_CellCount``; every site
+        of ``image_table`` has a row, a site without a profiled cell with count 0 and NaN
+        features,
         crop index: one row per cell with its site, centre, ``Path_Crops`` (or "") and
         ``Metadata_CropIndex``).
+
+    Raises:
+        ValueError: No site of the screen has a cell.
     """
     crop = crop or CropSettings()
     root, labels_dir, single_cell_dir = Path(root), Path(labels_dir), Path(single_cell_dir)
@@ -115,6 +120,7 @@ def profile_sites(
     )
     writer = _PlateWriter(single_cell_dir)
     site_rows: list[pd.DataFrame] = []
+    empty_sites: list[dict[str, object]] = []  # sites without a profiled cell: count 0
     index_rows: list[pd.DataFrame] = []
     try:
         for site in track(ordered.to_dict("records"), "Profiling sites", total=len(ordered)):
@@ -122,6 +128,7 @@ def profile_sites(
             meta = {k: site[k] for k in METADATA_COLUMNS}
             objects = by_site.get(key)
             if objects is None or objects.empty:
+                empty_sites.append({**meta, "Metadata_CellCount": 0})
                 continue
             image = correct(
                 read_site(site, root=root),
@@ -136,6 +143,7 @@ def profile_sites(
                 image, labels, cells, objects, crop.size, crop.mask_neighbours, crop.edge
             )
             if len(crops) == 0:
+                empty_sites.append({**meta, "Metadata_CellCount": 0})
                 continue
             features = extractor(crops.crops, crops.masks).reset_index(drop=True)
             cell_meta = pd.DataFrame({k: [v] * len(crops) for k, v in meta.items()})
@@ -178,4 +186,12 @@ def profile_sites(
     writer.close()
     if not site_rows:
         raise ValueError("no cell was found in any site: nothing to profile")
-    return pd.concat(site_rows, ignore_index=True), pd.concat(index_rows, ignore_index=True)
+    sites = pd.concat(site_rows, ignore_index=True)
+    if empty_sites:
+        # every imaged site keeps a row (count 0, features NaN), so every well reaches the
+        # well table and is excluded there with its reason instead of vanishing silently
+        empty = pd.DataFrame(empty_sites).reindex(columns=sites.columns)
+        empty["Metadata_CellCount"] = 0
+        sites = pd.concat([sites, empty.astype(sites.dtypes.to_dict())], ignore_index=True)
+        sites = sites.sort_values(_SITE_KEYS, kind="stable").reset_index(drop=True)
+    return sites, pd.concat(index_rows, ignore_index=True)

@@ -1,6 +1,9 @@
 """The profiling evaluation workflow: batch correction choices compared on held-out treatments.
 
-1. Features with NaN/inf or near-zero variance (on control wells) are dropped.
+0. Wells with fewer than ``min_cells_per_well`` cells or a mostly non-finite profile are
+   excluded, with their reason (:func:`morphoflow.profiling.wells.select_wells`).
+1. Features with NaN/inf (in the used wells) or near-zero variance (on control wells) are
+   dropped; non-finite ones are named in a warning and in ``metrics["wells"]``.
 2. Non-control treatments with an MoA are split, within each MoA, into a *selection* half and a
    *report* half (deterministic for a seed). Treatments with an excluded label (``inactive``)
    are candidates (negatives) in both halves; negative controls are in neither (they define the
@@ -29,6 +32,7 @@ from morphoflow.profiling.evaluation import (
     folds_of_enrichment,
     interpolated_map,
     mean_average_precision,
+    replicate_reproducibility,
     retrieval_ap,
 )
 from morphoflow.profiling.normalize import (
@@ -38,6 +42,7 @@ from morphoflow.profiling.normalize import (
     feature_select,
     select_lambda,
 )
+from morphoflow.profiling.wells import DEFAULT_MIN_CELLS_PER_WELL, WellSelection, select_wells
 
 
 @dataclass
@@ -51,6 +56,7 @@ class EvaluationSettings:
     shuffles: int = 20
     seed: int = 0
     exclude_labels: Sequence[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE_LABELS))
+    min_cells_per_well: int = DEFAULT_MIN_CELLS_PER_WELL
 
 
 def _order_key(name: str, seed: int) -> str:
@@ -117,6 +123,125 @@ def retrieval_scores(
     return metrics, per_query, curve
 
 
+def check_design(table: pd.DataFrame, settings: EvaluationSettings) -> None:
+    """Refuse a design the evaluation cannot score, before anything expensive runs.
+
+    Works on any table with one row per site or well (the image table right after validation,
+    or the well profiles): ``Metadata_Treatment``, ``Metadata_MoA``, ``Metadata_ControlType``,
+    and ``Metadata_Plate`` / ``Metadata_Well``. The evaluation needs
+
+    - at least 2 negative-control wells on every plate (per-plate standardisation) and in
+      every sphering scope group;
+    - an MoA with >= 2 treatments in the lambda-selection half of
+      :func:`split_treatments` (so an MoA with >= 3-4 annotated treatments; the report half then
+      has one too).
+
+    Args:
+        table: Site- or well-level table of the screen.
+        settings: Evaluation settings (exclude labels, seed, scope).
+
+    Raises:
+        ValueError: The first unmet condition, with the numbers that fail it.
+    """
+    needed = ["Metadata_Treatment", "Metadata_MoA", "Metadata_ControlType", "Metadata_Plate"]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"the evaluation needs the columns {missing}")
+    well_keys = [c for c in ("Metadata_Source", "Metadata_Plate", "Metadata_Well") if c in table]
+    wells = table.drop_duplicates(well_keys) if "Metadata_Well" in table else table
+    negcon = wells[wells["Metadata_ControlType"] == "negcon"]
+    for scope, columns in (("plate", ["Metadata_Plate"]), (settings.scope, None)):
+        if columns is None:
+            columns = {"screen": [], "source": ["Metadata_Source"], "plate": ["Metadata_Plate"]}[
+                str(settings.scope)
+            ]
+            columns = [c for c in columns if c in wells.columns]
+        groups = wells.groupby(columns).size().index if columns else ["screen"]
+        counts = negcon.groupby(columns).size() if columns else pd.Series({"screen": len(negcon)})
+        few = [g for g in groups if int(counts.get(g, 0)) < 2]
+        if few:
+            raise ValueError(
+                f"{len(few)} {scope} group(s) have fewer than 2 negative-control wells "
+                f"(e.g. {few[0]!r}: {int(counts.get(few[0], 0))}); batch correction fits on "
+                "control wells and needs at least 2"
+            )
+    treatments = wells.drop_duplicates("Metadata_Treatment")[
+        ["Metadata_Treatment", "Metadata_MoA", "Metadata_ControlType"]
+    ].fillna({"Metadata_MoA": ""})
+    selection, report = split_treatments(treatments, settings.exclude_labels, settings.seed)
+    labelled = treatments[
+        treatments["Metadata_Treatment"].isin(selection)
+        & ~treatments["Metadata_MoA"].isin(list(settings.exclude_labels))
+        & (treatments["Metadata_ControlType"] != "negcon")
+    ]
+    counts = labelled["Metadata_MoA"].value_counts()
+    if not (counts >= 2).any():
+        per_moa = (
+            treatments[
+                (treatments["Metadata_ControlType"] != "negcon")
+                & ~treatments["Metadata_MoA"].isin(list(settings.exclude_labels))
+            ]["Metadata_MoA"]
+            .value_counts()
+            .to_dict()
+        )
+        raise ValueError(
+            "no MoA has >= 2 treatments in the lambda-selection half (each MoA's treatments "
+            "are split in two halves, so an MoA needs >= 3-4 treatments): lambda cannot be "
+            f"chosen by MoA retrieval on this screen; treatments per MoA: {per_moa}"
+        )
+
+
+def replicate_summary(
+    wells: pd.DataFrame, settings: EvaluationSettings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Replicate reproducibility of every treatment, or why it is undefined for this design.
+
+    Replicate reproducibility (:func:`~morphoflow.profiling.evaluation.
+    replicate_reproducibility`) needs negative-control wells and a treatment with at least two
+    wells. A design without them (e.g. one plate with one well per treatment) gets an empty
+    table and a summary that says so, instead of losing every other score.
+
+    Args:
+        wells: Corrected well profiles (finite features).
+        settings: Evaluation settings (``null_size``, ``seed``).
+
+    Returns:
+        ``(per_treatment, summary)``: the per-treatment table (possibly empty, same columns)
+        and ``{"mean_map", "fraction_reproducible", "n_treatments"}`` with ``"undefined"``
+        giving the reason when it cannot be computed (then the scores are None).
+    """
+    columns = [
+        "Metadata_Treatment",
+        "n_wells",
+        "map",
+        "p_value",
+        "corrected_p_value",
+        "below_p",
+        "below_corrected_p",
+    ]
+    is_control = (wells["Metadata_ControlType"] == "negcon").to_numpy()
+    treated = wells.loc[~is_control, "Metadata_Treatment"].value_counts()
+    reason = ""
+    if not is_control.any():
+        reason = "no negative-control well"
+    elif not (treated >= 2).any():
+        reason = "no treatment has at least two wells (replicates)"
+    if reason:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        return empty, {
+            "mean_map": None,
+            "fraction_reproducible": None,
+            "n_treatments": 0,
+            "undefined": reason,
+        }
+    table = replicate_reproducibility(wells, null_size=settings.null_size, seed=settings.seed)
+    return table, {
+        "mean_map": float(table["map"].mean()),
+        "fraction_reproducible": float(table["below_corrected_p"].mean()),
+        "n_treatments": int(len(table)),
+    }
+
+
 @dataclass
 class EvaluationResult:
     """Everything :func:`evaluate_representations` produces."""
@@ -129,27 +254,35 @@ class EvaluationResult:
     curves: dict[str, pd.DataFrame]
     selection: set[str]
     report: set[str]
+    wells: WellSelection
 
 
 def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) -> EvaluationResult:
-    """Feature selection, lambda selection on the selection half, scores on the report half."""
+    """Well selection, feature selection, lambda on the selection half, scores on the report half.
+
+    Args:
+        wells: Well profiles before correction (every well of the screen; empty wells with
+            ``Metadata_CellCount`` 0 and NaN features are excluded here, with their reason).
+        settings: Evaluation settings.
+
+    Returns:
+        An :class:`EvaluationResult`; ``metrics["wells"]`` lists the excluded wells and the
+        dropped non-finite features.
+
+    Raises:
+        ValueError: No well or feature is left, or the design cannot choose lambda or score
+            MoA retrieval (see :func:`check_design`).
+    """
+    chosen_wells = select_wells(wells, int(settings.min_cells_per_well))
+    wells = chosen_wells.used
     controls = control_mask(wells, CONTROL_QUERY)
     kept = feature_select(wells, controls)
     if not kept:
         raise ValueError("feature selection left no feature (all constant or non-finite)")
     wells = wells[metadata_columns(wells) + kept]
+    check_design(wells, settings)
     profiles = treatment_profiles(wells)
     selection, report = split_treatments(profiles, settings.exclude_labels, settings.seed)
-    if not report or not selection:
-        raise ValueError("too few MoA-annotated treatments to hold out a selection set for lambda")
-    chosen_moas = profiles.loc[profiles["Metadata_Treatment"].isin(selection), "Metadata_MoA"]
-    chosen_moas = chosen_moas[~chosen_moas.isin(list(settings.exclude_labels))].dropna()
-    if not (chosen_moas.value_counts() >= 2).any():
-        raise ValueError(
-            "no MoA has >= 2 treatments in the lambda-selection half (each MoA's treatments "
-            "are split in two halves, so an MoA needs >= 3-4 treatments): lambda cannot be "
-            "chosen by MoA retrieval on this screen"
-        )
 
     def score(rows: pd.DataFrame) -> float:
         ap = retrieval_ap(_treatments_of(rows, selection), exclude_labels=settings.exclude_labels)
@@ -176,6 +309,7 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
         "sweep": dict(zip(sweep["lam"], sweep["score"], strict=True)),
     }
     metrics["n_features"] = len(kept)
+    metrics["wells"] = chosen_wells.as_dict()
     metrics["n_selection_treatments"] = len(selection)
     metrics["n_report_treatments"] = len(report)
     return EvaluationResult(
@@ -187,4 +321,5 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
         curves,
         selection,
         report,
+        chosen_wells,
     )

@@ -326,6 +326,88 @@ def load_screen(root: str | Path) -> pd.DataFrame:
     )
 
 
+def annotation_rows(root: str | Path) -> pd.DataFrame:
+    """Cross-check of the annotation tables: every treatment against every ``moa.csv`` row.
+
+    A mistyped treatment name in ``moa.csv`` used to pass silently: the platemap treatment got
+    no MoA and the ``moa.csv`` row matched nothing. This lists, one row each,
+
+    - every ``moa.csv`` row (``Check_Matched``: its treatment is in the platemap / index), and
+    - every non-control platemap treatment (``Check_Matched``: it has a ``moa.csv`` row),
+
+    with ``Check_Where`` saying where it comes from (``moa.csv line N`` / ``platemap.csv line
+    N``) and ``Check_Suggestion`` the closest name on the other side (difflib), so a
+    validation suite can list every mismatch with its line.
+
+    Args:
+        root: The screen folder.
+
+    Returns:
+        Columns ``Metadata_Treatment``, ``Check_Where``, ``Check_Matched`` (bool),
+        ``Check_Suggestion`` (str, may be empty); no rows when the screen has no ``moa.csv``
+        (nothing to cross-check) or reads its MoA from a DeepProfiler index column.
+
+    Raises:
+        ScreenFormatError: A table is missing or malformed.
+    """
+    import difflib
+
+    root = Path(root)
+    columns = ["Metadata_Treatment", "Check_Where", "Check_Matched", "Check_Suggestion"]
+    if not (root / MOA_TABLE).is_file():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    moa = read_moa_table(root / MOA_TABLE)
+    if (root / LOAD_DATA).is_file():
+        design = read_platemap(root / PLATEMAP)
+        design_name = PLATEMAP
+        is_control = design["Metadata_ControlType"] == "negcon"
+    else:
+        design = _read_csv(root / DEEPPROFILER_INDEX)
+        if "Metadata_MoA" in design.columns:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        design = design.rename(columns={"Treatment": "Metadata_Treatment"})
+        _require_columns(design, ["Metadata_Treatment"], root / DEEPPROFILER_INDEX)
+        design_name = DEEPPROFILER_INDEX
+        is_control = design["Metadata_Treatment"].str.upper() == "DMSO"
+    treatments = set(design["Metadata_Treatment"])
+    annotated = set(moa["Metadata_Treatment"])
+    control_names = set(design.loc[is_control, "Metadata_Treatment"])
+
+    def closest(name: str, pool: set[str]) -> str:
+        found = difflib.get_close_matches(name, sorted(pool), n=1, cutoff=0.6)
+        return found[0] if found else ""
+
+    rows = []
+    for index, name in moa["Metadata_Treatment"].items():
+        matched = name in treatments
+        rows.append(
+            (
+                name,
+                f"{MOA_TABLE} line {_line(index)}",
+                matched,
+                "" if matched else closest(name, treatments - annotated),
+            )
+        )
+    first_line = {}
+    for index, name in design["Metadata_Treatment"].items():
+        first_line.setdefault(name, index)
+    for name, index in first_line.items():
+        if name in control_names:
+            continue
+        matched = name in annotated
+        rows.append(
+            (
+                name,
+                f"{design_name} line {_line(index)}",
+                matched,
+                "" if matched else closest(name, annotated - treatments),
+            )
+        )
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["Check_Matched"] = frame["Check_Matched"].astype(bool)
+    return frame
+
+
 def fingerprint(table: pd.DataFrame, root: str | Path) -> str:
     """A short, stable fingerprint of a screen: the image table plus every file's size.
 

@@ -9,6 +9,7 @@ with the offending rows (``load_data.csv`` lines) or files.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,9 @@ from morphoflow.screen.constants import (
     WELL_PATTERN,
 )
 from morphoflow.screen.errors import DataValidationError
-from morphoflow.screen.table import fingerprint
+from morphoflow.screen.table import annotation_rows, fingerprint
+
+logger = logging.getLogger(__name__)
 
 _MAX_EXAMPLES = 10
 
@@ -39,11 +42,23 @@ class ValidationConfig:
         min_focus_ratio: Smallest allowed focus score relative to the median of the site's
             plate and channel (catches out-of-focus sites whatever the stain's brightness).
         allowed_dtypes: Pixel types accepted from the microscope.
+        annotation_mismatch: What a mismatch between ``moa.csv`` and the platemap is:
+            ``"fail"`` (default: a ``moa.csv`` row that matches no treatment is almost always
+            a typo, and it silently costs the treatment its MoA) or ``"warn"`` (listed in the
+            report and the log; for screens whose compounds are partly unannotated).
     """
 
     max_saturation_fraction: float = 0.05
     min_focus_ratio: float = 0.2
     allowed_dtypes: tuple[str, ...] = ("uint8", "uint16", "float32")
+    annotation_mismatch: str = "fail"
+
+    def __post_init__(self) -> None:
+        if self.annotation_mismatch not in ("fail", "warn"):
+            raise ValueError(
+                "data_validation.annotation_mismatch must be 'fail' or 'warn', got "
+                f"{self.annotation_mismatch!r}"
+            )
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> ValidationConfig:
@@ -139,6 +154,22 @@ def _site_qc_expectations(gxe: Any, config: ValidationConfig) -> list[Any]:
     ]
 
 
+def _annotation_expectations(gxe: Any) -> list[Any]:
+    return [gxe.ExpectColumnValuesToBeInSet(column="Check_Matched", value_set=[True])]
+
+
+def _describe_annotation_row(frame: pd.DataFrame, index: int) -> str:
+    row = frame.loc[index]
+    where = str(row["Check_Where"])
+    if where.startswith("moa.csv"):
+        text = f"{where}: treatment {row['Metadata_Treatment']!r} is in no platemap well"
+    else:
+        text = f"{where}: treatment {row['Metadata_Treatment']!r} has no moa.csv row"
+    if row.get("Check_Suggestion"):
+        text += f" (closest on the other side: {row['Check_Suggestion']!r})"
+    return text
+
+
 def _describe_table_row(frame: pd.DataFrame, index: int) -> str:
     row = frame.loc[index]
     keys = "/".join(
@@ -191,6 +222,8 @@ def _collect_failures(result: Any, frames: dict[str, pd.DataFrame]) -> list[Fail
                 index = entry if not isinstance(entry, dict) else next(iter(entry.values()))
                 if suite == "site_qc":
                     examples.append(_describe_qc_row(frame, index, column))
+                elif suite == "annotations":
+                    examples.append(_describe_annotation_row(frame, index))
                 else:
                     examples.append(_describe_table_row(frame, index))
             if count > _MAX_EXAMPLES:
@@ -247,6 +280,10 @@ def validate_screen(
         "image_table": _image_table_expectations(gxe),
         "site_qc": _site_qc_expectations(gxe, config),
     }
+    annotations = annotation_rows(root)
+    if len(annotations):  # a screen without moa.csv has nothing to cross-check
+        frames["annotations"] = annotations.reset_index(drop=True)
+        suites["annotations"] = _annotation_expectations(gxe)
     with tempfile.TemporaryDirectory(prefix="morphoflow-gx-") as workdir:
         context = gx.get_context(mode="file", project_root_dir=workdir)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -270,6 +307,10 @@ def validate_screen(
             )
             results.append(checkpoint.run(batch_parameters={"dataframe": frames[name]}))
         failures = [f for r in results for f in _collect_failures(r, frames)]
+        warned = []
+        if config.annotation_mismatch == "warn":
+            warned = [f for f in failures if f.suite == "annotations"]
+            failures = [f for f in failures if f.suite != "annotations"]
         docs = Path(workdir) / "gx" / "uncommitted" / "data_docs" / "local_site"
         summary = {
             "success": not failures,
@@ -286,6 +327,7 @@ def validate_screen(
                 len(r.results) for res in results for r in res.run_results.values()
             ),
             "failures": [asdict(f) for f in failures],
+            "warnings": [asdict(f) for f in warned],
             "qc_medians": qc.groupby("Channel")[["QC_FocusScore", "QC_SaturationFraction"]]
             .median()
             .to_dict(orient="index")
@@ -293,6 +335,8 @@ def validate_screen(
             else {},
         }
         _write_reports(report_dir, docs, summary)
+    for warning in warned:
+        logger.warning("data validation warning for screen %s: %s", root, warning.describe())
     if failures:
         details = "\n".join(f.describe() for f in failures)
         raise DataValidationError(

@@ -7,13 +7,21 @@ from typing import Any
 import pandas as pd
 
 from morphoflow.assembly import combined_index, manifest, phenotype_strength
+from morphoflow.profiling.wells import select_wells
 
 
-def assess_strength(wells: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    """Per-(source, treatment) phenotype strength against that source's negative controls."""
+def assess_strength(
+    wells: pd.DataFrame, params: dict[str, Any], wells_params: dict[str, Any]
+) -> pd.DataFrame:
+    """Per-(source, treatment) phenotype strength against that source's negative controls.
+
+    Wells with fewer than ``wells.min_cells_per_well`` cells or a non-finite profile take no
+    part (named in a warning).
+    """
     strength = params["strength"]
+    usable = select_wells(wells, int(wells_params["min_cells_per_well"])).used
     return phenotype_strength(
-        wells,
+        usable.reset_index(drop=True),
         n_components=strength["n_components"],
         percentile=float(strength["percentile"]),
         min_replicates=int(strength["min_replicates"]),

@@ -16,7 +16,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
         [
             Node(
                 assess_strength,
-                ["profiles_well_raw", "params:dataset_assembly"],
+                ["profiles_well_raw", "params:dataset_assembly", "params:wells"],
                 "treatment_strength",
                 name="assess_strength",
             ),

@@ -12,14 +12,15 @@ import pandas as pd
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
 from morphoflow.profiling.aggregate import treatment_profiles, well_profiles
-from morphoflow.profiling.evaluation import (
-    plot_embedding,
-    plot_pr_curves,
-    replicate_reproducibility,
-)
+from morphoflow.profiling.evaluation import plot_embedding, plot_pr_curves
 from morphoflow.profiling.extract import CropSettings, profile_sites
 from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
-from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
+from morphoflow.profiling.workflow import (
+    EvaluationSettings,
+    check_design,
+    evaluate_representations,
+    replicate_summary,
+)
 from morphoflow.segmentation.onnx_model import load_predictor
 from morphoflow.segmentation.screen import segment_screen
 from morphoflow.segmentation.segmenter import segment_nuclei
@@ -174,13 +175,8 @@ def aggregate_wells(site_profiles: pd.DataFrame) -> pd.DataFrame:
     return well_profiles(site_profiles)
 
 
-def correct_and_evaluate(
-    wells: pd.DataFrame, params: dict[str, Any], feature_params: dict[str, Any]
-) -> tuple[
-    pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, Any], pd.DataFrame, dict[str, Any]
-]:
-    """Batch correction with lambda chosen on held-out treatments; scores; report figures."""
-    settings = EvaluationSettings(
+def _settings(params: dict[str, Any], wells_params: dict[str, Any]) -> EvaluationSettings:
+    return EvaluationSettings(
         lambdas=[float(x) for x in params["lambdas"]],
         scope=str(params["scope"]),
         null_size=int(params["null_size"]),
@@ -188,21 +184,62 @@ def correct_and_evaluate(
         shuffles=int(params["shuffles"]),
         seed=int(params["seed"]),
         exclude_labels=list(params["exclude_labels"]),
+        min_cells_per_well=int(wells_params["min_cells_per_well"]),
     )
+
+
+def check_evaluation_design(
+    image_table: pd.DataFrame, params: dict[str, Any], wells_params: dict[str, Any]
+) -> pd.DataFrame:
+    """Refuse, before segmentation, a screen whose design the evaluation cannot score.
+
+    Returns the image table unchanged (the nodes after it read this output, so it runs first).
+    """
+    check_design(image_table, _settings(params, wells_params))
+    return image_table
+
+
+def correct_and_evaluate(
+    wells: pd.DataFrame,
+    params: dict[str, Any],
+    feature_params: dict[str, Any],
+    wells_params: dict[str, Any],
+) -> tuple[
+    pd.DataFrame,
+    pd.DataFrame,
+    dict[str, Any],
+    dict[str, Any],
+    pd.DataFrame,
+    dict[str, Any],
+    pd.DataFrame,
+]:
+    """Well selection, batch correction with lambda chosen on held-out treatments, scores,
+    report figures and the table of every well (used or excluded, with the reason)."""
+    settings = _settings(params, wells_params)
     result = evaluate_representations(wells, settings)
+    excluded = result.wells.excluded
+    if len(excluded):
+        logger.warning(
+            "%d of %d wells are not used (controls, queries): %s",
+            len(excluded),
+            len(wells),
+            "; ".join(
+                f"{r.get('Metadata_Plate', '?')}/{r.get('Metadata_Well', '?')}: "
+                f"{r['Metadata_ExclusionReason']}"
+                for r in excluded.head(10).to_dict("records")
+            )
+            + (" ..." if len(excluded) > 10 else ""),
+        )
     final = result.corrected_wells[str(params["output_representation"])]
     treatments = treatment_profiles(final)
-    replicates = replicate_reproducibility(final, null_size=settings.null_size, seed=settings.seed)
+    replicates, replicate_report = replicate_summary(final, settings)
+    if "undefined" in replicate_report:
+        logger.warning("replicate reproducibility is undefined: %s", replicate_report["undefined"])
     report = {
         "extractor": feature_params["extractor"],
         "output_representation": params["output_representation"],
         **result.metrics,
-        "replicate_reproducibility": {
-            "mean_map": float(replicates["map"].mean()) if len(replicates) else float("nan"),
-            "fraction_reproducible": float(replicates["below_corrected_p"].mean())
-            if len(replicates)
-            else float("nan"),
-        },
+        "replicate_reproducibility": replicate_report,
     }
     extractor = feature_params["extractor"]
     mlflow_metrics = {
@@ -210,6 +247,7 @@ def correct_and_evaluate(
         for rep in ("raw", "standardized", "sphered")
         for name, value in result.metrics[rep].items()
     }
+    mlflow_metrics[f"{extractor}.wells_excluded"] = {"value": float(len(excluded)), "step": 0}
     mlflow_metrics[f"{extractor}.lambda_chosen"] = {"value": float(result.chosen_lambda), "step": 0}
     for lam, score in zip(result.lambda_sweep["lam"], result.lambda_sweep["score"], strict=True):
         mlflow_metrics[f"{extractor}.lambda_sweep_selection_map.{lam:g}"] = {
@@ -229,11 +267,14 @@ def correct_and_evaluate(
         how="left",
         suffixes=("", "_replicates"),
     )
-    figures = _figures(result, final, wells)
-    return final, treatments, report, mlflow_metrics, per_treatment, figures
+    figures = _figures(result, final)
+    well_table = result.wells.table(wells)
+    return final, treatments, report, mlflow_metrics, per_treatment, figures, well_table
 
 
-def _figures(result, final: pd.DataFrame, raw: pd.DataFrame) -> dict[str, Any]:
+def _figures(result, final: pd.DataFrame) -> dict[str, Any]:
+    # the raw wells as the evaluation used them (wells selected, features finite)
+    raw = result.corrected_wells["raw"]
     import matplotlib
 
     matplotlib.use("Agg", force=False)

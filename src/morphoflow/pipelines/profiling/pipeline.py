@@ -11,6 +11,7 @@ from kedro.pipeline import Node, Pipeline
 from morphoflow.pipelines.data_validation import create_pipeline as data_validation
 from morphoflow.pipelines.profiling.nodes import (
     aggregate_wells,
+    check_evaluation_design,
     compute_illumination,
     correct_and_evaluate,
     extract_features,
@@ -23,21 +24,27 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     return data_validation() + Pipeline(
         [
             Node(
+                check_evaluation_design,
+                ["validated_image_table", "params:batch_correction", "params:wells"],
+                "profiling_image_table",
+                name="check_evaluation_design",
+            ),
+            Node(
                 segment_nuclei_per_site,
-                ["validated_image_table", "params:screen", "params:nuclei", "params:inference"],
+                ["profiling_image_table", "params:screen", "params:nuclei", "params:inference"],
                 "nuclei_locations",
                 name="segment_nuclei",
             ),
             Node(
                 compute_illumination,
-                ["validated_image_table", "params:screen", "params:illumination"],
+                ["profiling_image_table", "params:screen", "params:illumination"],
                 "illumination_functions",
                 name="compute_illumination",
             ),
             Node(
                 extract_features,
                 [
-                    "validated_image_table",
+                    "profiling_image_table",
                     "nuclei_locations",
                     "illumination_functions",
                     "params:screen",
@@ -52,7 +59,12 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             Node(aggregate_wells, "site_profiles", "profiles_well_raw", name="aggregate_wells"),
             Node(
                 correct_and_evaluate,
-                ["profiles_well_raw", "params:batch_correction", "params:features"],
+                [
+                    "profiles_well_raw",
+                    "params:batch_correction",
+                    "params:features",
+                    "params:wells",
+                ],
                 [
                     "profiles_well",
                     "profiles_treatment",
@@ -60,6 +72,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "profiling_metrics",
                     "profiling_per_treatment",
                     "profiling_figures",
+                    "profiling_wells",
                 ],
                 name="correct_and_evaluate",
             ),

@@ -57,6 +57,7 @@ def train_variants(
     training_params: dict[str, Any],
     assembly_params: dict[str, Any],
     params: dict[str, Any],
+    wells_params: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train every WSL variant on the non-held-out plates; save the models; describe them."""
     holdout = _holdout(params)
@@ -74,6 +75,7 @@ def train_variants(
         strength=dict(assembly_params["strength"]),
         max_control_cells_per_plate=assembly_params.get("max_control_cells_per_plate"),
         seed=int(assembly_params["seed"]),
+        min_cells_per_well=int(wells_params["min_cells_per_well"]),
     )
     summary: dict[str, Any] = {
         "holdout": dataclasses.asdict(holdout),
@@ -134,12 +136,16 @@ def compare(
     crop_params: dict[str, Any],
     evaluation_params: dict[str, Any],
     params: dict[str, Any],
+    wells_params: dict[str, Any],
 ) -> tuple[pd.DataFrame, Any, dict[str, Any], dict[str, Any]]:
     """Featurise the held-out cells with every representation and score them."""
     holdout = _holdout(params)
     _check_inputs(crop_index, wells, holdout)
     names = {f.name for f in dataclasses.fields(EvaluationSettings)}
-    settings = EvaluationSettings(**{k: v for k, v in evaluation_params.items() if k in names})
+    settings = EvaluationSettings(
+        **{k: v for k, v in evaluation_params.items() if k in names},
+        min_cells_per_well=int(wells_params["min_cells_per_well"]),
+    )
     featurize = params.get("featurize") or {}
     batch_size = int(featurize.get("batch_size", 64))
     device = str(resolve_device(str(featurize.get("device", "cpu"))))

@@ -46,6 +46,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "params:training",
                     "params:dataset_assembly",
                     "params:representation_comparison",
+                    "params:wells",
                 ],
                 [
                     "representation_comparison_training",
@@ -62,6 +63,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "params:crops",
                     "params:batch_correction",
                     "params:representation_comparison",
+                    "params:wells",
                 ],
                 [
                     "representation_comparison_table",
