@@ -168,6 +168,30 @@ def test_score_perfect_prediction_is_one(
     assert json.loads(result.stdout)["dsb_score"] == 1.0
 
 
+def test_score_67600_nuclei_is_one_in_bounded_memory(tmp_path: Path) -> None:
+    # Issue 12, item 2: score-segmentation used to allocate a dense 67,600 x 67,600 IoU table
+    # (34 GiB). 1300 x 1300 image, one 4 x 4 nucleus per 5 x 5 cell.
+    import tracemalloc
+
+    yy, xx = np.mgrid[:1300, :1300]
+    truth = ((yy // 5) * 260 + xx // 5 + 1).astype(np.uint32)
+    truth[(yy % 5 == 4) | (xx % 5 == 4)] = 0
+    write_labels(tmp_path / "truth" / "big_masks.tif", truth)
+    write_labels(tmp_path / "pred" / "big_labels.tif", truth)
+    del yy, xx
+    tracemalloc.start()
+    try:
+        result = _run(
+            "score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth"
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dsb_score"] == 1.0
+    assert peak < 300 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # dense table: 34 GiB
+
+
 # ----------------------------------------------------------------------------- files
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from morphoflow.segmentation.metrics import (
     dsb_image_score,
     dsb_score,
     iou_matrix,
+    object_overlaps,
+    pair_counts,
 )
 
 
@@ -174,3 +178,51 @@ def test_any_integer_dtype_and_huge_label_values(dtype) -> None:
     pred = _square((20, 20), 5, 15, 6, 16).astype(dtype) * dtype(big)
     assert iou_matrix(truth, pred)[0, 0] == pytest.approx(90 / 110)
     assert dsb_image_score(truth, pred).score == pytest.approx(0.7)
+
+
+# --- memory grows with overlapping pairs, not n_true x n_pred (issue 12, item 2) --------------
+
+
+def grid_labels(side: int, cell: int = 5) -> np.ndarray:
+    """(side, side) int32 labels: one (cell - 1)-px square nucleus per cell, 1-px gaps."""
+    yy, xx = np.mgrid[:side, :side]
+    labels = ((yy // cell) * (side // cell) + xx // cell + 1).astype(np.int32)
+    labels[(yy % cell == cell - 1) | (xx % cell == cell - 1)] = 0
+    return labels
+
+
+def test_67600_nuclei_perfect_prediction_scores_one_in_sparse_memory() -> None:
+    truth = grid_labels(1300)  # 260 x 260 = 67,600 nuclei of 16 px
+    rng = np.random.default_rng(0)
+    pred = np.concatenate([[0], rng.permutation(67_600) + 1])[truth]  # same objects, relabelled
+    tracemalloc.start()
+    try:
+        score = dsb_image_score(truth, pred)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (score.n_true, score.n_pred) == (67_600, 67_600)
+    assert score.score == 1.0 and score.tp == 67_600 and score.fp == score.fn == 0
+    # A dense IoU table would take 67,600^2 * 8 B = 34 GiB; measured peak here about 50 MiB.
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_object_overlaps_is_the_sparse_iou_table() -> None:
+    truth = np.array([[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0]])
+    pred = np.array([[5, 5, 5, 0], [5, 5, 0, 9], [0, 0, 0, 9]])
+    overlaps = object_overlaps(truth, pred)
+    np.testing.assert_array_equal(overlaps.true_index, [0, 1])
+    np.testing.assert_array_equal(overlaps.pred_index, [0, 1])
+    np.testing.assert_array_equal(overlaps.intersection, [4, 1])
+    np.testing.assert_array_equal(overlaps.area_true, [4, 2])
+    np.testing.assert_array_equal(overlaps.area_pred, [5, 2])
+    np.testing.assert_allclose(overlaps.iou, [4 / 5, 1 / 3])
+    np.testing.assert_allclose(overlaps.dense_iou(), iou_matrix(truth, pred))
+    np.testing.assert_allclose(overlaps.dense_iou(), [[4 / 5, 0], [0, 1 / 3]])
+
+
+def test_pair_counts_ignores_background_and_counts_pairs() -> None:
+    ia, ib, count = pair_counts(np.array([0, 1, 1, 2, 2, 2]), np.array([4, 4, 0, 1, 1, 4]), 4)
+    np.testing.assert_array_equal(ia, [1, 2, 2])
+    np.testing.assert_array_equal(ib, [4, 1, 4])
+    np.testing.assert_array_equal(count, [1, 2, 1])

@@ -387,3 +387,24 @@ def test_predict_instance_tta_non_equivariant_model() -> None:
         predict_instance_tta(lambda b: model(b)[:-1], img, 8)
     with pytest.raises(ValueError, match="predict_fn"):
         predict_instance_tta(lambda b: [m[:-1] for m in model(b)], img, 8)
+
+
+def test_merge_instances_memory_grows_with_overlaps_not_objects_squared() -> None:
+    # Issue 12, item 2: 6,400 objects per view; a dense objects x clusters IoU table would take
+    # 6,400^2 * 8 B = 312 MiB per view. Overlaps come from one sparse joint histogram instead.
+    import tracemalloc
+
+    yy, xx = np.mgrid[:400, :400]
+    labels = ((yy // 5) * 80 + xx // 5 + 1).astype(np.int32)
+    labels[(yy % 5 == 4) | (xx % 5 == 4)] = 0
+    relabelled = np.concatenate([[0], np.random.default_rng(1).permutation(6400) + 1])[labels]
+    tracemalloc.start()
+    try:
+        merged, agreement = merge_instances([labels, relabelled, labels])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert merged.max() == 6400 and set(agreement.values()) == {1.0}
+    np.testing.assert_array_equal(merged > 0, labels > 0)
+    assert len(np.unique(np.stack([merged.ravel(), labels.ravel()]), axis=1).T) == 6401
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"

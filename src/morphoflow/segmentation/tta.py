@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from morphoflow.segmentation.metrics import check_label_image, sequential_indices
+from morphoflow.segmentation.metrics import check_label_image, pair_counts, sequential_indices
 
 DIHEDRAL_VIEWS: tuple[str, ...] = (
     "identity",
@@ -366,8 +366,8 @@ def merge_instances(
     Algorithm (greedy, in view order):
 
     1. Clustering. The objects of the first view each start a cluster. For each next view, every
-       object is compared with every cluster it overlaps, by IoU against the cluster's current
-       *reference mask* (pixels covered by at least half of the cluster's members; for one
+       object is compared with every cluster whose current *reference mask* it overlaps, by IoU
+       against that mask (pixels covered by at least half of the cluster's members; for one
        member, the member itself). Pairs with IoU >= ``iou_threshold`` are assigned greedily
        by decreasing IoU, each object to at most one cluster and each cluster to at most one
        object of a view; unassigned objects start new clusters.
@@ -413,22 +413,21 @@ def merge_instances(
     # Each view relabelled 1..n_v, whatever its label values.
     flats = [sequential_indices(im)[0] for im in images]
     clusters: list[list[np.ndarray]] = []  # members: sorted flat pixel indices
-    # per view: array mapping the view's own label -> cluster index (-1 = none / background)
-    label_to_cluster: list[np.ndarray] = []
+    references: list[np.ndarray] = []  # each cluster's current reference mask
 
-    for v, flat in enumerate(flats):
-        labels_v, objects = _objects(flat)
-        mapping = np.full(len(objects) + 1, -1, dtype=np.int64)
-        assigned = _match_view(
-            flat, objects, flats[:v], label_to_cluster, clusters, float(iou_threshold)
-        )
-        for (lab, pix), c in zip(zip(labels_v, objects, strict=True), assigned, strict=True):
+    for flat in flats:
+        _, objects = _objects(flat)
+        assigned = _match_view(flat, objects, references, float(iou_threshold))
+        changed = []
+        for pix, c in zip(objects, assigned, strict=True):
             if c < 0:
                 c = len(clusters)
                 clusters.append([])
+                references.append(pix)
             clusters[c].append(pix)
-            mapping[lab] = c
-        label_to_cluster.append(mapping)
+            changed.append(c)
+        for c in changed:
+            references[c] = _reference(clusters[c])
 
     return _render(clusters, int(min_views), n_views, shape)
 
@@ -454,37 +453,34 @@ def _reference(members: list[np.ndarray]) -> np.ndarray:
 def _match_view(
     flat: np.ndarray,
     objects: list[np.ndarray],
-    previous: list[np.ndarray],
-    label_to_cluster: list[np.ndarray],
-    clusters: list[list[np.ndarray]],
+    references: list[np.ndarray],
     iou_threshold: float,
 ) -> list[int]:
-    """Cluster index for each object of one view (-1 = starts a new cluster)."""
+    """Cluster index for each object of one view (-1 = starts a new cluster).
+
+    Overlaps between the view's objects and the clusters' reference masks come from one
+    sparse joint histogram (:func:`~morphoflow.segmentation.metrics.pair_counts`): memory
+    O(pixels + overlapping pairs), never objects x clusters.
+    """
     assigned = [-1] * len(objects)
-    if not objects or not clusters:
+    if not objects or not references:
         return assigned
-    fg = np.flatnonzero(flat)
-    obj_of_pixel = flat[fg] - 1  # sequential labels: object index = label - 1
-    # Candidate (object, cluster) pairs: the object overlaps a member of the cluster.
-    pairs = []
-    for prev, mapping in zip(previous, label_to_cluster, strict=True):
-        cl = mapping[prev[fg]]
-        hit = cl >= 0
-        pairs.append(obj_of_pixel[hit] * len(clusters) + cl[hit])
-    keys = np.unique(np.concatenate(pairs))
-    refs: dict[int, np.ndarray] = {}
-    scored: list[tuple[float, int, int]] = []
-    for key in keys.tolist():
-        o, c = divmod(key, len(clusters))
-        if c not in refs:
-            refs[c] = _reference(clusters[c])
-        ref, pix = refs[c], objects[o]
-        inter = np.intersect1d(pix, ref, assume_unique=True).size
-        iou = inter / (pix.size + ref.size - inter)
-        if iou >= iou_threshold:
-            scored.append((-iou, o, c))
+    ref_pixels = np.concatenate(references)
+    ref_cluster = np.repeat(
+        np.arange(1, len(references) + 1, dtype=np.int64), [r.size for r in references]
+    )
+    obj, cl, inter = pair_counts(flat[ref_pixels], ref_cluster, len(references))
+    if obj.size == 0:
+        return assigned
+    obj, cl = obj - 1, cl - 1  # object o (sequential label o + 1), cluster c
+    obj_size = np.array([pix.size for pix in objects], dtype=np.int64)
+    ref_size = np.array([r.size for r in references], dtype=np.int64)
+    iou = inter / (obj_size[obj] + ref_size[cl] - inter)
+    good = iou >= iou_threshold
+    # Decreasing IoU; ties by object then cluster index.
+    order = np.lexsort((cl[good], obj[good], -iou[good]))
     used: set[int] = set()
-    for _, o, c in sorted(scored):  # decreasing IoU; ties by object then cluster index
+    for o, c in zip(obj[good][order].tolist(), cl[good][order].tolist(), strict=True):
         if assigned[o] < 0 and c not in used:
             assigned[o] = c
             used.add(c)
