@@ -99,3 +99,25 @@ def edit_csv() -> Callable[[Path, Callable[[pd.DataFrame], pd.DataFrame]], None]
         change(frame).to_csv(path, index=False)
 
     return _edit
+
+
+@pytest.fixture(scope="session")
+def real_nuclei_dir() -> Path:
+    """The shared real nucleus images: ``$MORPHOFLOW_SHARED_DATA/real_nuclei``, by default
+    ``<repository>/../shared/data/real_nuclei`` (read-only: never write beside it).
+
+    When the folder is absent the test fails under ``CI=true`` and is skipped elsewhere, with
+    the reason. (Benchmarks follow the same rule through ``benchmarks/_shared_data.py``.)
+    """
+    override = os.environ.get("MORPHOFLOW_SHARED_DATA")
+    root = Path(override) if override else PROJECT_ROOT.parent / "shared" / "data"
+    folder = root / "real_nuclei"
+    if not folder.is_dir():
+        reason = (
+            f"real nucleus images not found at {folder}; set MORPHOFLOW_SHARED_DATA to the "
+            "folder that holds real_nuclei/"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder

@@ -9,12 +9,17 @@ from skimage.draw import disk, ellipse
 from morphoflow.segmentation.metrics import dsb_image_score, iou_matrix
 from morphoflow.segmentation.postprocess import (
     BOUNDARY,
+    EMPTY_FIELD_CONTRAST,
     INTERIOR,
     classes_to_probabilities,
+    foreground_contrast,
+    is_empty_field,
     labels_to_classes,
+    noise_sigma,
     normalize_image,
     probabilities_to_labels,
 )
+from morphoflow.segmentation.synthetic_nuclei import empty_field
 
 
 def _two_touching_discs(shape=(64, 64)) -> np.ndarray:
@@ -154,11 +159,18 @@ def test_probabilities_to_labels_rejects_bad_input() -> None:
 # ----------------------------------------------------------------------------- normalisation
 
 
+def _blobs(top: float, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Noise plus a few bright discs (not an empty field), values in [0, top)."""
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(0, 0.2 * top, size=(size, size))
+    for centre in ((8, 8), (20, 24), (25, 6)):
+        img[disk(centre, 4, shape=img.shape)] += 0.75 * top
+    return img
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
 def test_normalize_image_any_dtype(dtype) -> None:
-    rng = np.random.default_rng(0)
-    top = 200 if dtype == np.uint8 else 4000
-    img = rng.integers(0, top, size=(32, 32)).astype(dtype)
+    img = _blobs(200 if dtype == np.uint8 else 4000).astype(dtype)
     out = normalize_image(img)
     assert out.dtype == np.float32 and out.shape == img.shape
     assert out.min() == 0.0 and out.max() == 1.0
@@ -167,7 +179,7 @@ def test_normalize_image_any_dtype(dtype) -> None:
 
 
 def test_normalize_image_scale_invariant_across_bit_depths() -> None:
-    img8 = np.random.default_rng(1).integers(0, 256, size=(16, 16)).astype(np.uint8)
+    img8 = _blobs(255, seed=1).astype(np.uint8)
     img16 = img8.astype(np.uint16) * 257  # the same picture stored as 16-bit
     np.testing.assert_allclose(normalize_image(img8), normalize_image(img16), atol=1e-6)
 
@@ -198,3 +210,60 @@ def test_normalize_image_per_channel_and_errors() -> None:
         normalize_image(img, 50, 10)
     with pytest.raises(ValueError, match="channel_axis"):
         normalize_image(img, channel_axis=3)
+
+
+# --- empty fields (issue 12, item 7) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("background", [30.0, 400.0, 2000.0, 10000.0, 40000.0])
+def test_empty_gradient_field_normalises_to_zeros(background: float) -> None:
+    image = empty_field(np.random.default_rng(0), (256, 256), background=background)
+    # The old normalisation stretched the 20 % gradient and the noise over [0, 1].
+    old = normalize_image(image, empty_contrast=None)
+    assert old.max() == 1.0 and old[:, -32:].mean() > old[:, :32].mean() + 0.05
+    assert foreground_contrast(image) < 6.0  # pure noise: about 3.5-5.5
+    assert is_empty_field(image)
+    out = normalize_image(image)
+    assert out.dtype == np.float32 and out.shape == image.shape and not out.any()
+
+
+def test_dim_nuclei_are_not_an_empty_field() -> None:
+    # Discs only 2 noise standard deviations above a gradient background: contrast ~ 14 > 10,
+    # normalised exactly as before (percentile stretch).
+    rng = np.random.default_rng(2)
+    image = empty_field(rng, (128, 128), background=400.0).astype(np.float64)
+    sigma = noise_sigma(image)
+    for centre in ((30, 30), (64, 90), (100, 40)):
+        image[disk(centre, 6, shape=image.shape)] += 2.0 * sigma
+    assert 10.0 < foreground_contrast(image) < 40.0
+    assert not is_empty_field(image)
+    np.testing.assert_array_equal(
+        normalize_image(image), normalize_image(image, empty_contrast=None)
+    )
+
+
+def test_noise_sigma_is_robust_to_gradients_and_objects() -> None:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:200, :300]
+    image = 50.0 * xx / 300 + 20.0 * yy / 200 + rng.normal(0, 7.0, (200, 300))
+    image[disk((100, 150), 30, shape=image.shape)] += 500.0
+    assert noise_sigma(image) == pytest.approx(7.0, rel=0.05)
+    assert noise_sigma(np.full((8, 8), 3.0)) == 0.0
+
+
+def test_empty_field_test_settings_and_errors() -> None:
+    assert EMPTY_FIELD_CONTRAST == 10.0
+    flat = np.full((64, 64), 7, np.uint16)
+    assert foreground_contrast(flat) == 0.0 and not normalize_image(flat).any()
+    tiny = empty_field(np.random.default_rng(0), (8, 8))
+    assert not is_empty_field(tiny)  # too small to tell: normalised as before
+    np.testing.assert_array_equal(normalize_image(tiny), normalize_image(tiny, empty_contrast=None))
+    stack = np.stack([empty_field(np.random.default_rng(0), (64, 64)), _blobs(4000, 64)])
+    per_channel = normalize_image(stack, channel_axis=0)
+    assert not per_channel[0].any() and per_channel[1].max() == 1.0
+    with pytest.raises(ValueError, match="empty_contrast"):
+        normalize_image(flat, empty_contrast=-1.0)
+    with pytest.raises(ValueError, match="img must be 2-D"):
+        foreground_contrast(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="smoothing"):
+        foreground_contrast(flat, smoothing=0.0)

@@ -173,3 +173,23 @@ def test_nuclei_table_of_empty_labels_has_the_columns() -> None:
     table = nuclei_table(np.zeros((8, 8), np.uint32))
     assert list(table.columns) == COLUMNS
     assert len(table) == 0
+
+
+# --- empty fields (issue 12, item 7) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("background", [400.0, 2000.0])
+def test_empty_gradient_field_gives_no_nucleus_with_any_views(
+    predict: ProbabilityFn, background: float
+) -> None:
+    # A background-only uint16 tile, 20 % brighter on the right, shot + read noise. Before the
+    # empty-field test the per-image stretch made nuclei of it (here 4 with one view; 256 px
+    # tiles: benchmarks/results/normalization_empty_fields.json).
+    from morphoflow.segmentation.synthetic_nuclei import empty_field
+
+    image = empty_field(np.random.default_rng(1), (128, 128), background=background)
+    for views in (1, 8):
+        result = segment_nuclei(predict, image, views=views)
+        assert result.labels.max() == 0, f"{views} views: {result.labels.max()} nuclei"
+        assert result.agreement.size == 0
+    assert segment_nuclei(predict, image, views=1, empty_contrast=None).labels.max() > 0

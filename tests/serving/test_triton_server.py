@@ -54,6 +54,23 @@ def test_served_tta_equals_offline_tta(
     assert served.views == offline.views
 
 
+@pytest.mark.parametrize("views", [1, 8])
+def test_served_empty_field_has_no_nuclei(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], views: int
+) -> None:
+    # Issue 12, item 7: nuclei_tta normalises with the same code as offline segmentation, so a
+    # background-only tile with a 20 % illumination gradient gives no nucleus there either.
+    from morphoflow.segmentation.synthetic_nuclei import empty_field
+
+    server, _ = triton
+    image = empty_field(np.random.default_rng(1), (128, 128), background=2000.0)
+    served = _client(server, "grpc").segment(image, views=views)
+    offline = segment_nuclei(OnnxUNet(onnx_models["unet"]), image, views=views)
+    assert served.labels.shape == (128, 128)
+    assert served.labels.max() == 0 and offline.labels.max() == 0
+    np.testing.assert_allclose(served.probabilities, offline.probabilities, atol=1e-5)
+
+
 def test_segment_cli_against_triton_matches_offline(
     triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from morphoflow.segmentation.postprocess import (
     BACKGROUND,
+    EMPTY_FIELD_CONTRAST,
     normalize_image,
     probabilities_to_labels,
 )
@@ -54,6 +55,7 @@ def segment_probabilities(
     predict: ProbabilityFn,
     image: np.ndarray,
     views: ViewsArg = 8,
+    empty_contrast: float | None = EMPTY_FIELD_CONTRAST,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Normalise an image and predict merged probabilities over the views in one batch.
 
@@ -61,6 +63,9 @@ def segment_probabilities(
         predict: The model as a function of a normalised batch.
         image: 2-D image of any bit depth.
         views: TTA views (1 = no TTA; see :func:`morphoflow.segmentation.tta.select_views`).
+        empty_contrast: Empty-field threshold of
+            :func:`~morphoflow.segmentation.postprocess.normalize_image` (an empty field is
+            normalised to zeros); None = no empty-field test.
 
     Returns:
         Merged probabilities (3, H, W), per-view foreground fraction (H, W), the views.
@@ -69,7 +74,7 @@ def segment_probabilities(
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
     names = select_views(views)
-    normalised = normalize_image(image)[None]
+    normalised = normalize_image(image, empty_contrast=empty_contrast)[None]
     batch = augment_batch(normalised, names).astype(np.float32, copy=False)
     per_view = deaugment_batch(np.asarray(predict(batch)), names, image.shape)
     merged = merge_semantic(per_view)
@@ -83,6 +88,7 @@ def segment_nuclei(
     views: ViewsArg = 8,
     threshold: float = 0.5,
     min_size: int = 16,
+    empty_contrast: float | None = EMPTY_FIELD_CONTRAST,
 ) -> Segmentation:
     """Segment nuclei in one image with a semantic model, with or without TTA.
 
@@ -93,11 +99,13 @@ def segment_nuclei(
         views: TTA views; 1 means no TTA.
         threshold: Probability threshold of the post-processing.
         min_size: Smallest object kept, in pixels.
+        empty_contrast: Empty-field threshold of the normalisation (see
+            :func:`segment_probabilities`); None = no empty-field test.
 
     Returns:
         The :class:`Segmentation`.
     """
-    merged, votes, names = segment_probabilities(predict, image, views)
+    merged, votes, names = segment_probabilities(predict, image, views, empty_contrast)
     labels = probabilities_to_labels(merged, threshold=threshold, min_size=min_size)
     n = int(labels.max())
     if n:

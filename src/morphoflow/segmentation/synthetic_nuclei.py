@@ -147,3 +147,50 @@ def nuclei_images(
     rng = np.random.default_rng(seed)
     while True:
         yield random_nuclei_image(rng, shape)
+
+
+def empty_field(
+    rng: np.random.Generator,
+    shape: tuple[int, int] = (256, 256),
+    background: float = 400.0,
+    gradient: float = 0.2,
+    electrons_per_adu: float = 2.0,
+    read_noise: float = 3.0,
+    offset: float = 100.0,
+) -> np.ndarray:
+    """A background-only uint16 camera image: a left-to-right illumination gradient and noise.
+
+    Pixel (y, x) collects ``background * (1 + gradient * x / (W - 1))`` ADU of light, i.e.
+    that many ADU times ``electrons_per_adu`` photo-electrons, drawn from a Poisson distribution
+    (shot noise); Gaussian read noise of ``read_noise`` ADU and a camera ``offset`` are added,
+    and the result is rounded and clipped to uint16. No nucleus: a correct segmentation is
+    empty.
+
+    Args:
+        rng: Random generator.
+        shape: (H, W) in pixels.
+        background: Background light at the left edge, ADU (>= 0).
+        gradient: Relative brightening from the left to the right edge (0.2 = 20 %).
+        electrons_per_adu: Camera gain, photo-electrons per ADU (> 0).
+        read_noise: Read noise standard deviation, ADU (>= 0).
+        offset: Camera offset (bias), ADU.
+
+    Returns:
+        uint16 array of ``shape``.
+
+    Raises:
+        ValueError: A parameter is out of range.
+    """
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must be positive, got {shape!r}")
+    if background < 0 or electrons_per_adu <= 0 or read_noise < 0:
+        raise ValueError(
+            "need background >= 0, electrons_per_adu > 0 and read_noise >= 0, got "
+            f"{background}, {electrons_per_adu}, {read_noise}"
+        )
+    ramp = background * (1.0 + gradient * np.arange(w) / max(w - 1, 1))
+    light = np.broadcast_to(ramp[None, :], (h, w))
+    electrons = rng.poisson(light * electrons_per_adu)
+    adu = electrons / electrons_per_adu + offset + rng.normal(0.0, read_noise, (h, w))
+    return np.clip(np.round(adu), 0, 65535).astype(np.uint16)
