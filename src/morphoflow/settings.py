@@ -8,14 +8,14 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 
 import morphoflow  # noqa: F401  (sets telemetry-off environment variables)
-from morphoflow.hooks import LineageHook, MemoryHook
+from morphoflow.hooks import AllOrNothingOutputsHook, LineageHook, MemoryHook
 
 # MLflow: a local sqlite store in the project folder unless MLFLOW_TRACKING_URI says otherwise.
 # (kedro runs from the project root; kedro-mlflow reads the variable when mlflow.yml leaves
 # server.mlflow_tracking_uri null.)
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
 
-HOOKS = (LineageHook(), MemoryHook())
+HOOKS = (LineageHook(), MemoryHook(), AllOrNothingOutputsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

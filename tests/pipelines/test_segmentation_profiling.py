@@ -121,3 +121,74 @@ def test_segmentation_pipeline_trains_evaluates_and_logs(
     assert float(version.tags["eval.unet.views8.dsb_score"]) == pytest.approx(
         metrics["segmentation.unet.views8.dsb_score"], abs=1e-6
     )
+
+
+@pytest.mark.slow
+def test_a_second_screen_replaces_the_first_and_an_empty_well_is_listed(
+    kedro_project: Path, run_pipeline, tiny_simulated_screen: Path, tmp_path: Path
+) -> None:
+    from tests.pipelines.conftest import simulate_tiny_screen
+
+    run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
+    first = {p.name for p in (kedro_project / "data/04_feature/single_cell").glob("*.parquet")}
+
+    # a second, smaller screen (one plate per source) with one well whose DNA is only noise
+    second = simulate_tiny_screen(tmp_path / "second", seed=5, plates_per_source=1)
+    table = pd.read_csv(second / "load_data.csv")
+    platemap = pd.read_csv(second / "platemap.csv", keep_default_na=False)
+    treated = platemap[platemap["Metadata_ControlType"] != "negcon"].iloc[0]
+    rows = table[table["Metadata_Well"] == treated["Metadata_Well"]]
+    if "Metadata_Plate" in platemap.columns:
+        rows = rows[rows["Metadata_Plate"] == treated["Metadata_Plate"]]
+    rng = np.random.default_rng(0)
+    for _, row in rows.iterrows():
+        path = second / row["PathName_OrigDNA"] / row["FileName_OrigDNA"]
+        dna = tifffile.imread(path)
+        noise = rng.normal(float(np.median(dna)), 0.05 * float(np.median(dna)) + 1.0, dna.shape)
+        tifffile.imwrite(path, np.clip(noise, 0, 65535).astype(dna.dtype))
+    run_pipeline("profiling", {"screen.root": second})
+
+    # only the second screen's plates, and the folder says which screen it holds
+    plates = {f"{p}.parquet" for p in table["Metadata_Plate"].unique()}
+    single_cell = kedro_project / "data/04_feature/single_cell"
+    assert {p.name for p in single_cell.glob("*.parquet")} == plates
+    assert first - plates  # the first screen had plates the second lacks: they are gone
+    record = json.loads((single_cell / "_screen.json").read_text())
+    assert record["screen_root"] == str(second)
+    labels = kedro_project / "data/03_primary/nuclei_labels"
+    assert {p.name for p in labels.iterdir() if p.is_dir()} == set(table["Metadata_Plate"])
+
+    # every well of the platemap is in the well table, the noise well excluded with its reason
+    wells = pd.read_csv(
+        kedro_project / "data/08_reporting/profiling/wells.csv", keep_default_na=False
+    )
+    assert len(wells) == table.groupby(["Metadata_Plate", "Metadata_Well"]).ngroups
+    noise = wells[wells["Metadata_Well"] == treated["Metadata_Well"]].iloc[0]
+    assert noise["Metadata_CellCount"] <= 1
+    assert not noise["Metadata_Used"]
+    assert noise["Metadata_ExclusionReason"] in ("no cells", "1 cells < min_cells_per_well=2")
+    report = json.loads((kedro_project / "data/08_reporting/profiling/metrics.json").read_text())
+    excluded = {r["Metadata_Well"] for r in report["wells"]["excluded"]}
+    assert treated["Metadata_Well"] in excluded
+
+    # a third run (the first screen again) that fails at its last step restores the second's
+    # outputs: nothing of the failed run stays beside them (the validation report is the one
+    # exception by design: it describes the latest attempt, failed or not)
+    before = {
+        p.relative_to(kedro_project): p.read_bytes()
+        for p in (kedro_project / "data").rglob("*")
+        if p.is_file() and "mlruns" not in p.parts and "data_validation" not in p.parts
+    }
+    failed = run_pipeline(
+        "profiling",
+        {"screen.root": tiny_simulated_screen, "wells.min_cells_per_well": 100000},
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "none of the" in failed.stdout + failed.stderr
+    after = {
+        p.relative_to(kedro_project): p.read_bytes()
+        for p in (kedro_project / "data").rglob("*")
+        if p.is_file() and "mlruns" not in p.parts and "data_validation" not in p.parts
+    }
+    assert after == before

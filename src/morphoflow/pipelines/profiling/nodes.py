@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from morphoflow.atomic import atomic_dir
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
 from morphoflow.profiling.aggregate import treatment_profiles, well_profiles
@@ -21,6 +26,7 @@ from morphoflow.profiling.workflow import (
     evaluate_representations,
     replicate_summary,
 )
+from morphoflow.screen.table import fingerprint
 from morphoflow.segmentation.onnx_model import load_predictor
 from morphoflow.segmentation.screen import segment_screen
 from morphoflow.segmentation.segmenter import segment_nuclei
@@ -44,6 +50,21 @@ def _backend(inference: dict[str, Any]) -> str:
     if backend not in ("local", "triton"):
         raise ValueError(f"inference.backend must be local or triton, got {backend!r}")
     return backend
+
+
+@contextmanager
+def _screen_folder(folder: str | Path, image_table: pd.DataFrame, root: Path) -> Iterator[Path]:
+    """A staging folder that replaces ``folder`` as a whole when the block succeeds.
+
+    Per-plate outputs (label images, single-cell Parquet files, crops) of a run thus never sit
+    beside another screen's plates, and a failed run leaves the previous complete folder. The
+    folder records its screen in ``_screen.json`` (fingerprint of the image table and files;
+    the leading underscore keeps Parquet readers from taking it for data).
+    """
+    with atomic_dir(folder) as staging:
+        record = {"screen_root": str(root), "data_fingerprint": fingerprint(image_table, root)}
+        (staging / "_screen.json").write_text(json.dumps(record, indent=2))
+        yield staging
 
 
 def segment_nuclei_per_site(
@@ -79,7 +100,9 @@ def segment_nuclei_per_site(
         segment = partial(
             segment_nuclei, predict, views=views, threshold=threshold, min_size=min_size
         )
-    return segment_screen(image_table, screen_root(screen), segment, params["labels_dir"])
+    root = screen_root(screen)
+    with _screen_folder(params["labels_dir"], image_table, root) as staging:
+        return segment_screen(image_table, root, segment, staging)
 
 
 def compute_illumination(
@@ -153,21 +176,38 @@ def extract_features(
     feature_params: dict[str, Any],
     inference: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Single-cell features (Parquet per plate) -> site profiles, plus the crop index."""
-    return profile_sites(
-        image_table,
-        nuclei,
-        screen_root(screen),
-        nuclei_params["labels_dir"],
-        _extractor(feature_params, inference),
-        feature_params["single_cell_dir"],
-        CropSettings(
-            int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])
-        ),
-        illumination["functions"] or None,
-        crop_params["dir"] if crop_params.get("store", False) else None,
-        illumination["compression"] or None,
-    )
+    """Single-cell features (Parquet per plate) -> site profiles, plus the crop index.
+
+    The single-cell folder (and the crops folder when ``crops.store``) is replaced as a whole
+    when the node succeeds, so it holds this screen's plates only.
+    """
+    root = screen_root(screen)
+    store = bool(crop_params.get("store", False))
+    with ExitStack() as stack:
+        single_cell = stack.enter_context(
+            _screen_folder(feature_params["single_cell_dir"], image_table, root)
+        )
+        crops = (
+            stack.enter_context(_screen_folder(crop_params["dir"], image_table, root))
+            if store
+            else None
+        )
+        return profile_sites(
+            image_table,
+            nuclei,
+            root,
+            nuclei_params["labels_dir"],
+            _extractor(feature_params, inference),
+            single_cell,
+            CropSettings(
+                int(crop_params["size"]),
+                bool(crop_params["mask_neighbours"]),
+                str(crop_params["edge"]),
+            ),
+            illumination["functions"] or None,
+            crops,
+            illumination["compression"] or None,
+        )
 
 
 def aggregate_wells(site_profiles: pd.DataFrame) -> pd.DataFrame:

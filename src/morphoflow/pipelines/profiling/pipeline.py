@@ -8,6 +8,7 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
+from morphoflow.hooks import WRITES_FOLDER
 from morphoflow.pipelines.data_validation import create_pipeline as data_validation
 from morphoflow.pipelines.profiling.nodes import (
     aggregate_wells,
@@ -34,6 +35,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 ["profiling_image_table", "params:screen", "params:nuclei", "params:inference"],
                 "nuclei_locations",
                 name="segment_nuclei",
+                tags=[f"{WRITES_FOLDER}nuclei.labels_dir"],
             ),
             Node(
                 compute_illumination,
@@ -55,6 +57,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 ],
                 ["site_profiles", "crop_index"],
                 name="extract_features",
+                tags=[f"{WRITES_FOLDER}features.single_cell_dir", f"{WRITES_FOLDER}crops.dir"],
             ),
             Node(aggregate_wells, "site_profiles", "profiles_well_raw", name="aggregate_wells"),
             Node(
