@@ -49,7 +49,12 @@ def simulate_screen(
         Path, typer.Option("--out", help="Folder to create (must not exist or be empty).")
     ],
     preset: Annotated[
-        str, typer.Option(help="Size of the screen: demo (minutes on 2 cores) or benchmark.")
+        str,
+        typer.Option(
+            help="Size of the screen: demo (minutes on 2 cores) or benchmark; library: 1,200 "
+            "compounds with assays and profiles generated from the latent phenotype directly "
+            "(no images), for compound activity prediction."
+        ),
     ] = "demo",
     seed: Annotated[
         int, typer.Option(help="Random seed; the same seed gives the same screen.")
@@ -59,7 +64,12 @@ def simulate_screen(
     from morphoflow.screen.synthetic import simulate_screen as simulate
 
     try:
-        summary = simulate(out, preset=preset, seed=seed, progress=True)
+        if preset == "library":  # compound activity: no images (see morphoflow.screen.compounds)
+            from morphoflow.screen.compounds import simulate_compound_library
+
+            summary = simulate_compound_library(out, seed=seed)
+        else:
+            summary = simulate(out, preset=preset, seed=seed, progress=True)
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary, indent=2, default=str))

@@ -4,7 +4,7 @@ Every registered version carries, as model-version tags (strings):
 
 - lineage: ``git_sha``, ``data_fingerprint`` (when known), ``training_run_id``,
   ``registered_at``;
-- the export: ``model_kind`` (``segmentation`` | ``featurizer``), ``onnx_opset``,
+- the export: ``model_kind`` (``segmentation`` | ``featurizer`` | ``activity``), ``onnx_opset``,
   ``input_names``, ``output_names``, ``parity_max_abs_diff``, ``parity_tolerance``,
   ``parity_passed`` (``true``/``false``; absent when no parity check was reported);
 - evaluation scores passed in, as ``score.<metric>``;
@@ -31,7 +31,7 @@ import numpy as np
 from morphoflow.onnx_export import DEFAULT_TOLERANCE
 
 PARITY_TOLERANCE = DEFAULT_TOLERANCE
-MODEL_KINDS = ("segmentation", "featurizer")
+MODEL_KINDS = ("segmentation", "featurizer", "activity")
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 #: Experiment of the runs that :func:`register_unet` starts when no run is active.
 REGISTRY_EXPERIMENT = "morphoflow-registry"

@@ -1202,6 +1202,10 @@ def _write_screen(
         [truth, pd.DataFrame(shifts, columns=[f"shift_{d}" for d in LATENT_DIMS])], axis=1
     )
     truth.to_csv(root / "truth.csv", index=False)
+    # compounds and assays for activity prediction (own random stream: pixels unchanged)
+    from morphoflow.screen.compounds import write_screen_compounds
+
+    write_screen_compounds(root, truth, seed)
 
     n_controls = sum(1 for r in map_rows if r["Metadata_ControlType"] == "negcon")
     counts = {

@@ -1,0 +1,65 @@
+"""Kedro datasets of the activity inputs (the catalog resolves their paths from runtime
+parameters: ``activity.root``, ``activity.mo_profiles``, ``activity.ge_profiles``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+from morphoflow.activity.inputs import assay_file, read_assays, read_compounds
+
+
+class _ReadOnly(AbstractDataset[Any, Any]):
+    def __init__(self, filepath: str) -> None:
+        self._filepath = str(filepath)
+
+    def _save(self, data: Any) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only ({self._filepath})")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath}
+
+
+class CompoundsDataset(_ReadOnly):
+    """``compounds.csv`` -> ``{"compounds", "controls", "path"}`` (validated on load:
+    :func:`morphoflow.activity.inputs.read_compounds`)."""
+
+    def _load(self) -> dict[str, Any]:
+        compounds, controls = read_compounds(self._filepath)
+        return {"compounds": compounds, "controls": controls, "path": self._filepath}
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+
+class AssaysDataset(_ReadOnly):
+    """The assay matrix of a folder (``assays.parquet``, else ``assays.csv``) ->
+    ``{"assays", "path"}`` (:func:`morphoflow.activity.inputs.read_assays`)."""
+
+    def _load(self) -> dict[str, Any]:
+        path = assay_file(self._filepath)
+        return {"assays": read_assays(path), "path": str(path)}
+
+    def _exists(self) -> bool:
+        try:
+            assay_file(self._filepath)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class OptionalProfilesDataset(_ReadOnly):
+    """A treatment-level profile Parquet that may be absent: ``{"table", "path"}`` with
+    ``table`` None when the file does not exist (an empty filepath means "not given")."""
+
+    def _load(self) -> dict[str, Any]:
+        path = Path(self._filepath) if self._filepath else None
+        if path is None or not path.is_file():
+            return {"table": None, "path": self._filepath}
+        return {"table": pd.read_parquet(path), "path": self._filepath}
+
+    def _exists(self) -> bool:
+        return True
