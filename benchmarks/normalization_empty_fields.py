@@ -117,7 +117,7 @@ def _empty_fields(predict, backgrounds: list[float], seeds: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--synthetic-views", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--synthetic-views", type=int, nargs="*", default=[1, 8])
     parser.add_argument("--real-views", type=int, nargs="*", default=[1])
     parser.add_argument("--backgrounds", type=float, nargs="+", default=[100, 400, 2000, 10000])
     parser.add_argument("--seeds", type=int, default=3, help="empty tiles per background")
