@@ -11,6 +11,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from morphoflow.backbone import scale_crops
 from morphoflow.learning.comparison import (
     CORRECTIONS,
     TABLE_COLUMNS,
@@ -26,7 +27,6 @@ from morphoflow.learning.comparison import (
     training_index,
 )
 from morphoflow.learning.model import Block6aFeatures, build_efficientnet_b0
-from morphoflow.profiling.cnn import scale_crops
 from morphoflow.profiling.workflow import EvaluationSettings
 from tests.learning import write_crop_set
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from morphoflow.backbone import scale_crops
 from morphoflow.learning.data import (
     Augment,
     BalancedEpochSampler,
@@ -17,7 +18,6 @@ from morphoflow.learning.data import (
     split_leave_cells_out,
     split_leave_plates_out,
 )
-from morphoflow.profiling.cnn import scale_crops
 from morphoflow.profiling.crops import load_site_crops
 from tests.learning import write_crop_set
 

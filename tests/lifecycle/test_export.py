@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from morphoflow.backbone import scale_crops
+from morphoflow.backbone.efficientnet import ImageNetBlock6a, efficientnet_b0
 from morphoflow.learning.model import parity_inputs
 from morphoflow.lifecycle.export import (
     _calibrate_batchnorm,
@@ -16,8 +18,7 @@ from morphoflow.lifecycle.export import (
     unet_parity_inputs,
 )
 from morphoflow.onnx_export import export_onnx_with_parity
-from morphoflow.profiling.cnn import ImageNetFeaturizer, efficientnet_b0, scale_crops
-from morphoflow.profiling.imagenet import ImageNetBlock6a
+from morphoflow.profiling.cnn import ImageNetFeaturizer
 from morphoflow.segmentation.onnx_model import OnnxUNet
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
@@ -139,7 +140,7 @@ def test_exporter_and_science_packages_do_not_import_mlflow_or_kedro() -> None:
 
     code = (
         "import sys\n"
-        "import morphoflow.onnx_export, morphoflow.learning.model, morphoflow.profiling.imagenet\n"
+        "import morphoflow.onnx_export, morphoflow.learning.model, morphoflow.backbone.efficientnet\n"
         "import morphoflow.profiling.cnn, morphoflow.segmentation.onnx_model\n"
         "import morphoflow.lifecycle.export, morphoflow.lifecycle.heldout\n"
         "print(sorted(m for m in ('mlflow', 'kedro', 'tritonclient') if m in sys.modules))\n"

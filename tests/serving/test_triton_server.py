@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from morphoflow.profiling.cnn import OnnxFeaturizer, scale_crops
+from morphoflow.backbone import scale_crops
+from morphoflow.profiling.cnn import OnnxFeaturizer
 from morphoflow.segmentation.onnx_model import OnnxUNet
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.serving.client import TritonClient, TritonFeaturizer, TritonRequestError

@@ -20,7 +20,7 @@ still essential. This module measures that claim on any screen with stored crops
    :mod:`morphoflow.profiling.extract`), then site median and well mean as in profiling. The
    WSL extractor is :class:`Block6aExtractor` (the torch twin of the exported ONNX featurizer:
    spatial mean of block6a, 672 features, inputs scaled by
-   :func:`~morphoflow.profiling.cnn.scale_crops`).
+   :func:`~morphoflow.backbone.scale_crops`).
 5. **Evaluation** (:func:`compare_representations`): every representation's held-out well
    profiles go through :func:`morphoflow.profiling.workflow.evaluate_representations` (features
    selected on control wells; sphering lambda chosen on a selection half of the treatments; raw,
@@ -46,10 +46,10 @@ import pandas as pd
 import torch
 
 from morphoflow.assembly import combined_index, content_hash, phenotype_strength
-from morphoflow.learning.model import Block6aFeatures
+from morphoflow.backbone import BLOCK6A_CHANNELS, scale_crops
+from morphoflow.backbone.efficientnet import Block6aFeatures
 from morphoflow.learning.train import SPLITS, WSLConfig, split_index, train_wsl
 from morphoflow.profiling.aggregate import SiteMedianAccumulator, feature_columns, well_profiles
-from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.profiling.crops import load_site_crops
 from morphoflow.profiling.wells import DEFAULT_MIN_CELLS_PER_WELL, select_wells
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
@@ -360,7 +360,7 @@ class Block6aExtractor:
     """WSL CNN features of crops: spatial mean of block6a (672 values, ``CNN_<i>``).
 
     The torch twin of the exported ONNX featurizer used by profiling's ``cnn`` extractor (same
-    input scaling, :func:`~morphoflow.profiling.cnn.scale_crops`; the export is checked to
+    input scaling, :func:`~morphoflow.backbone.scale_crops`; the export is checked to
     agree within 1e-4).
 
     Args:

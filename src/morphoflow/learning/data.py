@@ -4,7 +4,7 @@ augmentations.
 - :class:`CropDataset` reads single-cell crops from the per-site ``.npz`` files written by
   :mod:`morphoflow.profiling.crops` (one crop at a time, memory-mapped: the files are
   uncompressed), scales each crop channel to [-1, 1] with
-  :func:`~morphoflow.profiling.cnn.scale_crops` (the input scaling of every CNN featurizer, so
+  :func:`~morphoflow.backbone.scale_crops` (the input scaling of every CNN featurizer, so
   training and featurisation see the same inputs) and returns ``(crop, label)``.
 - Splits return *positional* row numbers of the index table (use ``index.iloc[rows]`` or
   ``torch.utils.data.Subset(dataset, rows)``): leave-plates-out (whole plates validate) and
@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset, Sampler
 
-from morphoflow.profiling.cnn import scale_crops
+from morphoflow.backbone import scale_crops
 
 INDEX_COLUMNS = ("Path_Crops", "Metadata_CropIndex")
 

@@ -1,13 +1,10 @@
 """The WSL model: a 5-channel EfficientNet-B0 treatment classifier and its block6a featurizer.
 
-- :func:`build_efficientnet_b0`: torchvision's EfficientNet-B0 (``weights=None``; nothing is
-  downloaded) with a 5-channel first convolution and an ``n_classes`` head (torchvision's
-  dropout 0.2 kept). Optional ImageNet init from a *local* torchvision state-dict file.
-- :class:`Block6aFeatures`: the features of the Cell Painting CNN: the spatial mean of the
-  block6a expansion activation (``features[6][0].block[0]``, 672 channels for B0), computed
-  without running the rest of the network.
+- :func:`~morphoflow.backbone.efficientnet.build_efficientnet_b0` and
+  :class:`~morphoflow.backbone.efficientnet.Block6aFeatures` (the classifier and its block6a
+  features) live in :mod:`morphoflow.backbone`, shared with profiling; re-exported here.
 - :func:`export_featurizer_onnx`: ONNX featurizer with input ``crops`` (N, 5, S, S) float32
-  already scaled to [-1, 1] per crop channel (:func:`morphoflow.profiling.cnn.scale_crops`,
+  already scaled to [-1, 1] per crop channel (:func:`morphoflow.backbone.scale_crops`,
   exactly what :class:`~morphoflow.profiling.cnn.OnnxFeaturizer` feeds it) and output
   ``features`` (N, 672), checked against torch with onnxruntime.
 - :func:`save_wsl_model` / :func:`load_wsl_model`: one torch file (format ``morphoflow-wsl/1``)
@@ -25,128 +22,26 @@ import torch
 import torchvision
 from torch import nn
 
+from morphoflow.backbone import scale_crops
+from morphoflow.backbone.efficientnet import Block6aFeatures, build_efficientnet_b0
 from morphoflow.onnx_export import DEFAULT_TOLERANCE, export_onnx_with_parity
-from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.torch_files import load_payload, save_payload
+
+__all__ = [
+    "ARCHITECTURE",
+    "Block6aFeatures",
+    "PARITY_TOLERANCE",
+    "WSL_FORMAT",
+    "build_efficientnet_b0",
+    "export_featurizer_onnx",
+    "load_wsl_model",
+    "parity_inputs",
+    "save_wsl_model",
+]
 
 WSL_FORMAT = "morphoflow-wsl/1"
 ARCHITECTURE = "efficientnet_b0"
 PARITY_TOLERANCE = DEFAULT_TOLERANCE
-
-
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"weights file not found: {path} (save torchvision's EfficientNet-B0 ImageNet state "
-            "dict there; morphoflow never downloads weights)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"weights_path {path} is not a readable torch file: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"weights_path {path} does not hold a state dict")
-    return state
-
-
-def build_efficientnet_b0(
-    n_classes: int, in_channels: int = 5, weights_path: str | Path | None = None
-) -> torchvision.models.EfficientNet:
-    """EfficientNet-B0 for ``in_channels``-channel crops and ``n_classes`` classes.
-
-    With ``weights_path`` (a torchvision ``efficientnet_b0`` ImageNet state dict, optionally
-    wrapped as ``{"state_dict": ...}``) every layer but the classifier's last ``Linear`` is
-    initialised from it. The first convolution's RGB filters ``W`` (32, 3, 3, 3) are averaged
-    over RGB and replicated to every input channel, times ``3 / in_channels``: an image whose
-    ``in_channels`` channels all equal a grey image ``g`` then gives exactly the response of the
-    ImageNet model to RGB ``(g, g, g)``, so activations keep the scale that the pretrained
-    BatchNorm statistics expect (without the factor they would be 5/3 larger). The head is a new
-    ``Linear(1280, n_classes)`` (PyTorch's default weight init, zero bias).
-
-    Args:
-        n_classes: Number of classes (>= 2).
-        in_channels: Image channels (5 for Cell Painting).
-        weights_path: Local ImageNet state-dict file, or None for random init.
-
-    Returns:
-        The model (train mode, CPU).
-
-    Raises:
-        ValueError: Bad ``n_classes``/``in_channels``, or a file that is not an
-            EfficientNet-B0 state dict.
-        FileNotFoundError: ``weights_path`` does not exist.
-    """
-    if int(n_classes) < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes!r}")
-    if int(in_channels) < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels!r}")
-    model = torchvision.models.efficientnet_b0(weights=None)
-    if weights_path is not None:
-        path = Path(weights_path)
-        state = _load_state_dict(path)
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError, KeyError) as exc:
-            raise ValueError(
-                f"weights_path {path} is not a torchvision EfficientNet-B0 state dict: {exc}"
-            ) from exc
-    old = model.features[0][0]
-    conv = nn.Conv2d(
-        int(in_channels),
-        old.out_channels,
-        kernel_size=old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
-        bias=False,
-    )
-    if weights_path is None:
-        nn.init.kaiming_normal_(conv.weight, mode="fan_out")  # torchvision's EfficientNet init
-    else:
-        with torch.no_grad():
-            mean = old.weight.mean(dim=1, keepdim=True) * (3.0 / int(in_channels))
-            conv.weight.copy_(mean.expand(-1, int(in_channels), -1, -1))
-    model.features[0][0] = conv
-    head = model.classifier[1]
-    model.classifier[1] = nn.Linear(head.in_features, int(n_classes))
-    # nn.Linear's default init (bound ~ 1/sqrt(1280)), not torchvision's 1/sqrt(n_classes):
-    # meant for 1000 classes, the latter gives logits of std ~6 and an initial loss of ~5 with
-    # a few classes.
-    nn.init.zeros_(model.classifier[1].bias)
-    return model
-
-
-class Block6aFeatures(nn.Module):
-    """Spatial mean of the block6a expansion activation: (N, C, S, S) -> (N, 672).
-
-    Runs ``features[0:6]`` then ``features[6][0].block[0]`` (1x1 expansion conv + BN + SiLU)
-    only. Shares (does not copy) the modules of ``model``; use it in eval mode.
-
-    Args:
-        model: A torchvision EfficientNet-B0 (e.g. from :func:`build_efficientnet_b0`).
-
-    Raises:
-        ValueError: ``model`` is not an EfficientNet-B0 (block6a expansion != 672 channels).
-    """
-
-    def __init__(self, model: torchvision.models.EfficientNet) -> None:
-        super().__init__()
-        try:
-            expand = model.features[6][0].block[0]
-            channels = expand[0].out_channels
-        except (AttributeError, IndexError, TypeError) as exc:
-            raise ValueError(f"model is not a torchvision EfficientNet: {exc}") from exc
-        if channels != BLOCK6A_CHANNELS:
-            raise ValueError(
-                f"model's block6a expansion has {channels} channels, EfficientNet-B0 has "
-                f"{BLOCK6A_CHANNELS}"
-            )
-        self.stages = model.features[:6]
-        self.expand = expand
-
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.expand(self.stages(crops)).mean(dim=(2, 3))
 
 
 def parity_inputs(n: int = 8, size: int = 128, channels: int = 5, seed: int = 0) -> np.ndarray:

@@ -7,8 +7,8 @@
   (:class:`morphoflow.segmentation.onnx_model.OnnxUNet` adds the padding and tiling).
 - :func:`export_imagenet_featurizer_onnx`: the ImageNet baseline of
   :mod:`morphoflow.profiling.cnn` as ``crops`` (N, 5, S, S) scaled like
-  :func:`~morphoflow.profiling.cnn.scale_crops` -> ``features`` (N, 5 x 672); the graph is
-  :class:`morphoflow.profiling.imagenet.ImageNetBlock6a`, the module the profiling step runs.
+  :func:`~morphoflow.backbone.scale_crops` -> ``features`` (N, 5 x 672); the graph is
+  :class:`morphoflow.backbone.efficientnet.ImageNetBlock6a`, the module the profiling step runs.
 - The WSL featurizer is exported by :func:`morphoflow.learning.model.export_featurizer_onnx`.
 
 All go through :func:`morphoflow.onnx_export.export_onnx_with_parity` (one exporter): a
@@ -196,9 +196,9 @@ def export_imagenet_featurizer_onnx(
         FileNotFoundError: ``weights_path`` does not exist.
         ValueError: Not an EfficientNet-B0 state dict, or parity fails (no file written).
     """
+    from morphoflow.backbone import BLOCK6A_CHANNELS
+    from morphoflow.backbone.efficientnet import ImageNetBlock6a, efficientnet_b0
     from morphoflow.learning.model import parity_inputs
-    from morphoflow.profiling.cnn import BLOCK6A_CHANNELS, efficientnet_b0
-    from morphoflow.profiling.imagenet import ImageNetBlock6a
     from morphoflow.screen.constants import CHANNELS
 
     if int(crop_size) < 32:

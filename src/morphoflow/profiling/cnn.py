@@ -21,53 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from morphoflow.backbone import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.screen.constants import CHANNELS
 
-BLOCK6A_CHANNELS = 672
-
-
-def scale_crops(crops: np.ndarray) -> np.ndarray:
-    """Scale each crop channel to [-1, 1] by its own min/max (float32, same shape)."""
-    crops = np.asarray(crops, dtype=np.float32)
-    low = crops.min(axis=(-2, -1), keepdims=True)
-    high = crops.max(axis=(-2, -1), keepdims=True)
-    span = np.where(high > low, high - low, 1.0)
-    scaled = 2.0 * (crops - low) / span - 1.0
-    return np.where(high > low, scaled, 0.0).astype(np.float32)
-
-
-def efficientnet_b0(weights_path: str | Path | None):
-    """torchvision EfficientNet-B0, with weights from a local state-dict file if given.
-
-    Raises:
-        FileNotFoundError: ``weights_path`` does not exist.
-        ValueError: The file is not an EfficientNet-B0 state dict.
-    """
-    import torch
-    import torchvision
-
-    model = torchvision.models.efficientnet_b0(weights=None)
-    if weights_path is not None:
-        path = Path(weights_path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ImageNet weights file not found: {path} (save torchvision's EfficientNet-B0 "
-                "ImageNet state dict there; morphoflow never downloads weights)"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"{path} is not an EfficientNet-B0 state dict: {exc}") from exc
-    return model.eval()
+__all__ = ["BLOCK6A_CHANNELS", "ImageNetFeaturizer", "OnnxFeaturizer", "scale_crops"]
 
 
 class ImageNetFeaturizer:
     """EfficientNet-B0 block6a features per channel (the ImageNet baseline).
 
-    The computation is :class:`morphoflow.profiling.imagenet.ImageNetBlock6a` (also what the
+    The computation is :class:`morphoflow.backbone.efficientnet.ImageNetBlock6a` (also what the
     ONNX export of the baseline runs), applied batch by batch to :func:`scale_crops` output.
     """
 
@@ -80,7 +43,7 @@ class ImageNetFeaturizer:
     ) -> None:
         import torch
 
-        from morphoflow.profiling.imagenet import ImageNetBlock6a
+        from morphoflow.backbone.efficientnet import ImageNetBlock6a, efficientnet_b0
 
         if weights_path is None:
             raise ValueError(

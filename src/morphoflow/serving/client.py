@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from morphoflow.profiling.cnn import scale_crops
+from morphoflow.backbone import scale_crops
 from morphoflow.segmentation.segmenter import Segmentation
 from morphoflow.segmentation.tta import select_views
 
