@@ -265,8 +265,7 @@ def refit_and_predict(
     models: dict[str, Any] = {}
     for modality in modalities:
         start = time.perf_counter()
-        target = new if new else train[:1]
-        probs, model = fit_predict(modality, data, train, target, config, int(config.seed))
+        probs, model = fit_predict(modality, data, train, new, config, int(config.seed))
         models[modality] = model
         if new:
             frames.append(

@@ -21,7 +21,8 @@ Shapes: ``y`` is float (n_compounds, n_assays) with 1 / 0 / NaN; predictions are
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,22 @@ class ModelConfig:
         if "hidden" in params:
             params["hidden"] = tuple(int(h) for h in params["hidden"])
         return cls(**params)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore.
+
+    The activity models are small: one thread is several times faster than two on a loaded
+    2-core machine (measured: 1.6 s vs 9.0 s for one MO model).
+    """
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -153,8 +170,8 @@ def train_profile_classifier(
         ValueError: Shapes do not match or ``x`` is not finite.
     """
     config = config or ModelConfig()
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
+    x = np.array(x, dtype=np.float32)  # copies: torch wants writable arrays
+    y = np.array(y, dtype=np.float32)
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
         raise ValueError(f"x (n, F) and y (n, A) must have the same n; got {x.shape}, {y.shape}")
     if not np.isfinite(x).all():
@@ -309,8 +326,13 @@ def predict_chemprop(
         raise ValueError("x_d must be given exactly when the model was trained with x_d")
     if x_d is not None:
         x_d = ((np.asarray(x_d, np.float32) - model.xd_mean) / model.xd_scale).astype(np.float32)
+    n_tasks = int(model.mpnn.n_tasks)
+    if len(smiles) == 0:
+        return np.zeros((0, n_tasks), dtype=np.float32)
     dataset = data.MoleculeDataset(_datapoints(smiles, None, x_d))
-    loader = data.build_dataloader(dataset, batch_size=256, shuffle=False, num_workers=0)
+    loader = data.build_dataloader(
+        dataset, batch_size=256, shuffle=False, num_workers=0, drop_last=False
+    )
     outs = []
     mpnn = model.mpnn.eval()
     with torch.no_grad():
@@ -361,6 +383,8 @@ class CellCountBaseline:
         """(n, A) float32 probabilities."""
         x = self._feature(cells)
         out = np.empty((len(x), len(self.models)), dtype=np.float32)
+        if len(x) == 0:
+            return out
         for j, m in enumerate(self.models):
             out[:, j] = m if isinstance(m, float) else m.predict_proba(x)[:, 1]
         return out

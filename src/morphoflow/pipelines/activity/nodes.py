@@ -13,7 +13,7 @@ import pandas as pd
 from morphoflow.activity.crossval import available_modalities, cross_validate, refit_and_predict
 from morphoflow.activity.evaluation import score_folds, summarize
 from morphoflow.activity.inputs import SMILES, TREATMENT, ActivityData, load_activity_data
-from morphoflow.activity.models import ModelConfig
+from morphoflow.activity.models import ModelConfig, torch_threads
 from morphoflow.activity.splits import make_splits, split_hash
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,10 @@ def cross_validate_modalities(
     """Out-of-fold predictions of every modality (and late fusions) on every split."""
     modalities = available_modalities(data, params.get("modalities"))
     folds = params.get("folds")
-    predictions, log = cross_validate(
-        data, splits, modalities, _config(params), folds=folds, progress=logger.info
-    )
+    with torch_threads(params.get("torch_threads", 1)):
+        predictions, log = cross_validate(
+            data, splits, modalities, _config(params), folds=folds, progress=logger.info
+        )
     metrics: dict[str, Any] = {}
     for step, entry in enumerate(log):
         key = f"train_seconds.{entry['split']}.{entry['modality']}"
@@ -143,7 +144,8 @@ def predict_and_register(
     from morphoflow.activity.export import MODEL_KIND, export_activity_onnx
 
     modalities = available_modalities(data, params.get("modalities"))
-    predictions, fitted = refit_and_predict(data, modalities, _config(params), logger.info)
+    with torch_threads(params.get("torch_threads", 1)):
+        predictions, fitted = refit_and_predict(data, modalities, _config(params), logger.info)
     mo_model = fitted.get("mo")
     predictions = predictions.drop(columns=["split", "fold", "label"])
     predictions.insert(1, SMILES, data.compounds[SMILES].reindex(predictions[TREATMENT]).to_numpy())
