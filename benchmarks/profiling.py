@@ -114,7 +114,14 @@ def streaming_peak(n_sites: int, workdir: Path) -> dict[str, float]:
     nuclei = pd.concat(rows, ignore_index=True)
     tracemalloc.start()
     started = time.perf_counter()
-    profile_sites(table, nuclei, root, labels_dir, classical_features, workdir / f"cells_{n_sites}")
+    profile_sites(
+        table,
+        nuclei,
+        root=root,
+        labels_dir=labels_dir,
+        extractor=classical_features,
+        single_cell_dir=workdir / f"cells_{n_sites}",
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {

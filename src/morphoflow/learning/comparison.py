@@ -49,14 +49,10 @@ from morphoflow.assembly import combined_index, content_hash, phenotype_strength
 from morphoflow.backbone import BLOCK6A_CHANNELS, scale_crops
 from morphoflow.backbone.efficientnet import Block6aFeatures
 from morphoflow.learning.train import SPLITS, WSLConfig, split_index, train_wsl
-from morphoflow.profiling.aggregate import SiteMedianAccumulator, feature_columns, well_profiles
-from morphoflow.profiling.crops import load_site_crops
+from morphoflow.profiling.aggregate import feature_columns, well_profiles
+from morphoflow.profiling.extract import Extractor, profile_stored_crops
 from morphoflow.profiling.wells import DEFAULT_MIN_CELLS_PER_WELL, select_wells
 from morphoflow.profiling.workflow import EvaluationSettings, evaluate_representations
-from morphoflow.progress import track
-from morphoflow.screen.constants import METADATA_COLUMNS
-
-Extractor = Callable[[np.ndarray, np.ndarray], pd.DataFrame]
 
 SOURCE = "Metadata_Source"
 PLATE = "Metadata_Plate"
@@ -392,43 +388,14 @@ class Block6aExtractor:
 def featurize_index(
     index: pd.DataFrame, crops_dir: str | Path, extractor: Extractor
 ) -> pd.DataFrame:
-    """Site profiles of the cells of a crop index, from their stored crops.
+    """Site profiles of the cells of a crop index, from their stored crops in ``crops_dir``.
 
-    Every site file is read once; the extractor sees the site's indexed crops and masks (as
-    in :func:`morphoflow.profiling.extract.profile_sites`, which this matches: median of the
-    site's cells, ``Metadata_CellCount``).
-
-    Args:
-        index: Crop index rows (``Path_Crops``, ``Metadata_CropIndex``, site metadata).
-        crops_dir: Folder ``Path_Crops`` is relative to.
-        extractor: ``(crops (N, 5, S, S) float32, masks (N, S, S)) -> features (N rows)``.
-
-    Returns:
-        One row per site: the image-table metadata, ``Metadata_CellCount``, features.
-
-    Raises:
-        ValueError: Missing columns, cells without stored crops, or no cell at all.
+    :func:`morphoflow.profiling.extract.profile_stored_crops` with ``Path_Crops`` relative to
+    ``crops_dir`` (see there for the returns and errors).
     """
-    _require(index, ["Path_Crops", "Metadata_CropIndex", *METADATA_COLUMNS], "index")
-    if index.empty:
-        raise ValueError("index has no cell to featurize")
-    paths = index["Path_Crops"].astype(str)
-    if (paths == "").any():
-        raise ValueError(
-            "index has cells without stored crops: run profiling with --params crops.store=true"
-        )
-    accumulator = SiteMedianAccumulator()
-    groups = index.groupby(paths.to_numpy(), sort=True)
-    for relpath, rows in track(groups, "Featurizing sites", total=groups.ngroups):
-        crops, masks, _ = load_site_crops(Path(crops_dir) / str(relpath))
-        positions = rows["Metadata_CropIndex"].to_numpy(np.int64)
-        if positions.min() < 0 or positions.max() >= len(crops):
-            raise ValueError(f"{relpath}: Metadata_CropIndex out of range ({len(crops)} crops)")
-        features = extractor(crops[positions], masks[positions])
-        first = rows.iloc[0]
-        metadata = {c: first[c] for c in METADATA_COLUMNS}
-        accumulator.add_site(metadata, features.to_numpy(), list(features.columns))
-    return accumulator.result()
+    return profile_stored_crops(
+        index, crop_file=lambda relpath: Path(crops_dir) / relpath, extractor=extractor
+    )
 
 
 def held_out_wells(

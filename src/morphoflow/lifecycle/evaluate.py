@@ -113,25 +113,25 @@ def featurizer_well_profiles(onnx_path: str | Path, heldout: Heldout, batch_size
     """
     import pandas as pd
 
-    from morphoflow.profiling.aggregate import SiteMedianAccumulator, well_profiles
+    from morphoflow.profiling.aggregate import well_profiles
     from morphoflow.profiling.cnn import OnnxFeaturizer
-    from morphoflow.profiling.crops import load_site_crops
-    from morphoflow.screen.constants import METADATA_COLUMNS
+    from morphoflow.profiling.extract import profile_stored_crops
 
-    index = pd.read_parquet(heldout.path(CROP_INDEX))
-    featurizer = OnnxFeaturizer(onnx_path, batch_size=batch_size)
-    sites = SiteMedianAccumulator()
-    for relative, rows in index.groupby("Path_Crops", sort=True):
+    def crop_file(relative: str) -> Path:
         listed = f"crops/{relative}"
         if listed not in heldout.files:
             raise HeldoutError(f"heldout {heldout.root}: {CROP_INDEX} names {listed}, unlisted")
-        crops, _, _ = load_site_crops(heldout.path(listed))
-        selected = crops[rows["Metadata_CropIndex"].to_numpy(np.int64)]
-        features = featurizer(selected)
-        first = rows.iloc[0]
-        meta = {k: first[k] for k in METADATA_COLUMNS}
-        sites.add_site(meta, features.to_numpy(np.float64), list(features.columns))
-    return well_profiles(sites.result())
+        return heldout.path(listed)
+
+    index = pd.read_parquet(heldout.path(CROP_INDEX))
+    featurizer = OnnxFeaturizer(onnx_path, batch_size=batch_size)
+    sites = profile_stored_crops(
+        index,
+        crop_file=crop_file,
+        extractor=lambda crops, masks: featurizer(crops),
+        label="Featurizing held-out sites",
+    )
+    return well_profiles(sites)
 
 
 def evaluate_featurizer_onnx(

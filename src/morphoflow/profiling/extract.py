@@ -16,8 +16,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from morphoflow.profiling.aggregate import SITE_STRATA, SiteMedianAccumulator
 from morphoflow.profiling.cells import segment_cells
-from morphoflow.profiling.crops import crop_cells, crops_relpath, save_site_crops
+from morphoflow.profiling.crops import (
+    crop_cells,
+    crops_relpath,
+    load_site_crops,
+    save_site_crops,
+)
 from morphoflow.profiling.illumination import compress_8bit, correct
 from morphoflow.progress import track
 from morphoflow.screen.constants import METADATA_COLUMNS
@@ -77,6 +83,7 @@ class _PlateWriter:
 def profile_sites(
     image_table: pd.DataFrame,
     nuclei: pd.DataFrame,
+    *,
     root: str | Path,
     labels_dir: str | Path,
     extractor: Extractor,
@@ -119,7 +126,7 @@ def profile_sites(
         ["Metadata_Plate", "Metadata_Well", "Metadata_Site"], kind="stable"
     )
     writer = _PlateWriter(single_cell_dir)
-    site_rows: list[pd.DataFrame] = []
+    sites = SiteMedianAccumulator()
     empty_sites: list[dict[str, object]] = []  # sites without a profiled cell: count 0
     index_rows: list[pd.DataFrame] = []
     try:
@@ -159,12 +166,7 @@ def profile_sites(
             ].to_numpy()
             writer.write(site["Metadata_Plate"], pd.concat([cell_meta, features], axis=1))
 
-            median = features.median().to_frame().T
-            site_rows.append(
-                pd.concat(
-                    [pd.DataFrame([{**meta, "Metadata_CellCount": len(crops)}]), median], axis=1
-                )
-            )
+            sites.add_site(meta, features.to_numpy(np.float64), list(features.columns))
             relative = ""
             if crops_dir is not None:
                 relative = crops_relpath(
@@ -184,14 +186,68 @@ def profile_sites(
         writer.abort()
         raise
     writer.close()
-    if not site_rows:
+    if sites.n_sites == 0:
         raise ValueError("no cell was found in any site: nothing to profile")
-    sites = pd.concat(site_rows, ignore_index=True)
+    table = sites.result()
     if empty_sites:
         # every imaged site keeps a row (count 0, features NaN), so every well reaches the
         # well table and is excluded there with its reason instead of vanishing silently
-        empty = pd.DataFrame(empty_sites).reindex(columns=sites.columns)
+        empty = pd.DataFrame(empty_sites).reindex(columns=table.columns)
         empty["Metadata_CellCount"] = 0
-        sites = pd.concat([sites, empty.astype(sites.dtypes.to_dict())], ignore_index=True)
-        sites = sites.sort_values(_SITE_KEYS, kind="stable").reset_index(drop=True)
-    return sites, pd.concat(index_rows, ignore_index=True)
+        table = pd.concat([table, empty.astype(table.dtypes.to_dict())], ignore_index=True)
+        table = table.sort_values(list(SITE_STRATA), kind="stable").reset_index(drop=True)
+    return table, pd.concat(index_rows, ignore_index=True)
+
+
+def profile_stored_crops(
+    index: pd.DataFrame,
+    *,
+    crop_file: Callable[[str], Path],
+    extractor: Extractor,
+    label: str = "Featurizing sites",
+) -> pd.DataFrame:
+    """Site profiles (median of each site's cells) from the stored crops of a crop index.
+
+    The one path from stored crops to site medians, shared by the representation comparison
+    and the featuriser promotion evaluation; its medians are those :func:`profile_sites`
+    computes from images (both add sites to a
+    :class:`~morphoflow.profiling.aggregate.SiteMedianAccumulator`). Every site file is read
+    once; the extractor sees the site's indexed crops and masks.
+
+    Args:
+        index: Crop index rows (``Path_Crops``, ``Metadata_CropIndex``, the image-table
+            ``Metadata_*`` columns).
+        crop_file: Maps a ``Path_Crops`` value to the ``.npz`` file to read (e.g. a folder
+            join, or a frozen held-out set's checked lookup).
+        extractor: ``(crops (N, 5, S, S) float32, masks (N, S, S)) -> features (N rows)``.
+        label: Progress bar label.
+
+    Returns:
+        One row per site: the image-table metadata, ``Metadata_CellCount``, features.
+
+    Raises:
+        ValueError: Missing columns, cells without stored crops, an index out of a file's
+            range, or no cell at all.
+    """
+    missing = [c for c in ("Path_Crops", "Metadata_CropIndex", *METADATA_COLUMNS) if c not in index]
+    if missing:
+        raise ValueError(f"index lacks the columns {missing}")
+    if index.empty:
+        raise ValueError("index has no cell to featurize")
+    paths = index["Path_Crops"].astype(str)
+    if (paths == "").any():
+        raise ValueError(
+            "index has cells without stored crops: run profiling with --params crops.store=true"
+        )
+    accumulator = SiteMedianAccumulator()
+    groups = index.groupby(paths.to_numpy(), sort=True)
+    for relpath, rows in track(groups, label, total=groups.ngroups):
+        crops, masks, _ = load_site_crops(crop_file(str(relpath)))
+        positions = rows["Metadata_CropIndex"].to_numpy(np.int64)
+        if positions.min() < 0 or positions.max() >= len(crops):
+            raise ValueError(f"{relpath}: Metadata_CropIndex out of range ({len(crops)} crops)")
+        features = extractor(crops[positions], masks[positions])
+        first = rows.iloc[0]
+        metadata = {c: first[c] for c in METADATA_COLUMNS}
+        accumulator.add_site(metadata, features.to_numpy(np.float64), list(features.columns))
+    return accumulator.result()

@@ -195,18 +195,18 @@ def extract_features(
         return profile_sites(
             image_table,
             nuclei,
-            root,
-            nuclei_params["labels_dir"],
-            _extractor(feature_params, inference),
-            single_cell,
-            CropSettings(
+            root=root,
+            labels_dir=nuclei_params["labels_dir"],
+            extractor=_extractor(feature_params, inference),
+            single_cell_dir=single_cell,
+            crop=CropSettings(
                 int(crop_params["size"]),
                 bool(crop_params["mask_neighbours"]),
                 str(crop_params["edge"]),
             ),
-            illumination["functions"] or None,
-            crops,
-            illumination["compression"] or None,
+            illumination=illumination["functions"] or None,
+            crops_dir=crops,
+            compression=illumination["compression"] or None,
         )
 
 
