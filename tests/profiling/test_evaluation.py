@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from morphoflow.profiling import evaluation as ev
+from morphoflow.profiling.evaluation import retrieval as ev
 from morphoflow.profiling.evaluation import (
     average_precision,
     cosine_similarity_matrix,
