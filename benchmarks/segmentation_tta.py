@@ -178,4 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from morphoflow.runtime import configure_process
+
+    configure_process()
     main()

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+from morphoflow.runtime import configure_process
+
+# the test session is an entry point: telemetry off, fixed mmap threshold (as for the CLI)
+configure_process()
 
 import torch  # noqa: E402
 

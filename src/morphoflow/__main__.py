@@ -12,6 +12,9 @@ from kedro.framework.project import configure_project
 
 def main(*args: Any, **kwargs: Any) -> Any:
     """Entry point of ``python -m morphoflow``: configure the project and call ``kedro run``."""
+    from morphoflow.runtime import configure_process
+
+    configure_process()
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     kwargs["standalone_mode"] = not hasattr(sys, "ps1")

@@ -114,8 +114,7 @@ def validate_screen_command(
     annotation_mismatch: Annotated[
         str,
         typer.Option(
-            help="moa.csv rows matching no treatment / treatments without an MoA row: "
-            "fail or warn."
+            help="moa.csv rows matching no treatment / treatments without an MoA row: fail or warn."
         ),
     ] = "fail",
 ) -> None:
@@ -131,9 +130,7 @@ def validate_screen_command(
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(
-        json.dumps(
-            {k: summary[k] for k in ("success", "n_sites", "data_fingerprint", "warnings")}
-        )
+        json.dumps({k: summary[k] for k in ("success", "n_sites", "data_fingerprint", "warnings")})
     )
 
 
@@ -406,6 +403,9 @@ _add_triton_commands()
 
 def main() -> None:
     """Console-script entry point."""
+    from morphoflow.runtime import configure_process
+
+    configure_process()
     app()
 
 

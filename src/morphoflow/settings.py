@@ -7,8 +7,11 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-import morphoflow  # noqa: F401  (sets telemetry-off environment variables)
 from morphoflow.hooks import AllOrNothingOutputsHook, LineageHook, MemoryHook
+from morphoflow.runtime import configure_process
+
+# kedro loads this file first: the entry point of `kedro run` applies the process settings
+configure_process()
 
 # MLflow: a local sqlite store in the project folder unless MLFLOW_TRACKING_URI says otherwise.
 # (kedro runs from the project root; kedro-mlflow reads the variable when mlflow.yml leaves
