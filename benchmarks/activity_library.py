@@ -116,9 +116,9 @@ def main() -> None:
         "n_assays": len(data.assays),
         "assays_per_cause": {c: int(n) for c, n in causes.value_counts().items()},
         "folds_run": f"{args.folds} of 5 per split",
-        "reductions": "Chemprop hidden size "
-        f"{args.mpnn_hidden} (Chemprop default 300), {args.mpnn_epochs} epochs; early fusion "
-        "with GE (early_cs_ge) not run; to fit ~15 min on 2 shared CPU cores",
+        "reductions": f"Chemprop hidden size {args.mpnn_hidden} (Chemprop default 300), "
+        f"{args.mpnn_epochs} epochs; modalities run: {args.modalities} (early fusion is left out "
+        "where not listed); to fit ~15 min per run on 2 shared CPU cores",
         "splits_hash": split_hash(splits),
         "counts": counts,
         "retrospective_union": {

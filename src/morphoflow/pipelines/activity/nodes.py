@@ -46,6 +46,7 @@ def validate_activity_inputs(
             "ge": ge_profiles["path"],
         },
     )
+    data.report["data_fingerprint"] = _fingerprint(data)
     data.report["inputs"] = {
         "compounds": compounds["path"],
         "assays": assays["path"],
@@ -53,6 +54,18 @@ def validate_activity_inputs(
         "ge_profiles": ge_profiles["path"] if ge_profiles["table"] is not None else None,
     }
     return data
+
+
+def _fingerprint(data: ActivityData) -> str:
+    """SHA-256 (first 16 hex) of the validated inputs: compounds, labels, profiles."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    frames = [data.compounds, data.labels, *(data.profiles[m] for m in sorted(data.profiles))]
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
 
 
 def make_activity_folds(data: ActivityData, params: dict[str, Any]) -> pd.DataFrame:
@@ -181,6 +194,7 @@ def predict_and_register(
             "cv_median_auroc": "not meaningful" if cv is None else cv,
             "cv_auroc_meaningful": str(meaningful).lower(),
             "splits_hash": summary.get("splits_hash", ""),
+            "data_fingerprint": data.report.get("data_fingerprint", ""),
             "n_assays": len(data.assays),
             "n_features": profiles.shape[1],
             "n_training_compounds": len(data.labels),
