@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from morphoflow.pipelines.mlflow_metrics import metric_values
 from morphoflow.screen.qc import site_qc
 from morphoflow.screen.table import load_screen
 from morphoflow.validation import ValidationConfig, validate_screen
@@ -46,8 +47,5 @@ def validate(
     summary = validate_screen(
         image_table, qc, screen_root(screen), report_dir, ValidationConfig.from_params(params)
     )
-    metrics = {
-        name: {"value": float(summary[name]), "step": 0}
-        for name in ("n_sites", "n_plates", "n_wells", "n_treatments", "expectations_evaluated")
-    }
-    return image_table, summary, metrics
+    names = ("n_sites", "n_plates", "n_wells", "n_treatments", "expectations_evaluated")
+    return image_table, summary, metric_values({name: summary[name] for name in names})

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from morphoflow.assembly import combined_index, manifest, phenotype_strength
+from morphoflow.pipelines.mlflow_metrics import metric_values
 from morphoflow.profiling.wells import select_wells
 
 
@@ -57,5 +58,5 @@ def assemble(
     for source, info in description.get("sources", {}).items():
         for key in ("treatments_total", "treatments_kept", "cells_kept"):
             if key in info:
-                metrics[f"{source}.{key}"] = {"value": float(info[key]), "step": 0}
+                metrics.update(metric_values({key: info[key]}, f"{source}."))
     return combined, description, metrics

@@ -7,6 +7,7 @@ from typing import Any
 
 from morphoflow.lifecycle.heldout import DEFAULT_HELDOUT_DIRS, freeze_segmentation_heldout
 from morphoflow.lifecycle.promotion import PromotionRefused, candidate_kind, promote
+from morphoflow.pipelines.mlflow_metrics import metric_values
 
 
 def prepare_heldout(params: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +57,11 @@ def evaluate_and_promote(
         )
     except PromotionRefused as exc:
         decision = exc.decision
-    metrics: dict[str, Any] = {"promoted": {"value": float(decision.promoted), "step": 0}}
+    values = {"promoted": decision.promoted}
     for key in ("candidate_score", "champion_score"):
-        value = getattr(decision, key)
-        if value is not None:
-            metrics[key] = {"value": float(value), "step": 0}
+        if (value := getattr(decision, key)) is not None:
+            values[key] = value
+    metrics = metric_values(values)
     return decision.to_dict(), metrics
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from morphoflow.atomic import atomic_dir
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
+from morphoflow.pipelines.mlflow_metrics import metric_values
 from morphoflow.profiling.aggregate import treatment_profiles, well_profiles
 from morphoflow.profiling.evaluation import plot_embedding, plot_pr_curves
 from morphoflow.profiling.extract import CropSettings, profile_sites
@@ -282,18 +283,24 @@ def correct_and_evaluate(
         "replicate_reproducibility": replicate_report,
     }
     extractor = feature_params["extractor"]
-    mlflow_metrics = {
-        f"{extractor}.{rep}.{name}": {"value": float(value), "step": 0}
-        for rep in ("raw", "standardized", "sphered")
-        for name, value in result.metrics[rep].items()
-    }
-    mlflow_metrics[f"{extractor}.wells_excluded"] = {"value": float(len(excluded)), "step": 0}
-    mlflow_metrics[f"{extractor}.lambda_chosen"] = {"value": float(result.chosen_lambda), "step": 0}
-    for lam, score in zip(result.lambda_sweep["lam"], result.lambda_sweep["score"], strict=True):
-        mlflow_metrics[f"{extractor}.lambda_sweep_selection_map.{lam:g}"] = {
-            "value": float(score),
-            "step": 0,
-        }
+    mlflow_metrics = metric_values(
+        {
+            **{
+                f"{rep}.{name}": value
+                for rep in ("raw", "standardized", "sphered")
+                for name, value in result.metrics[rep].items()
+            },
+            "wells_excluded": len(excluded),
+            "lambda_chosen": result.chosen_lambda,
+            **{
+                f"lambda_sweep_selection_map.{lam:g}": score
+                for lam, score in zip(
+                    result.lambda_sweep["lam"], result.lambda_sweep["score"], strict=True
+                )
+            },
+        },
+        f"{extractor}.",
+    )
     per_treatment = result.per_query.merge(
         replicates.rename(
             columns={

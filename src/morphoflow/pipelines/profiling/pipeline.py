@@ -9,7 +9,6 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from morphoflow.hooks import WRITES_FOLDER
-from morphoflow.pipelines.data_validation import create_pipeline as data_validation
 from morphoflow.pipelines.profiling.nodes import (
     aggregate_wells,
     check_evaluation_design,
@@ -22,7 +21,7 @@ from morphoflow.pipelines.profiling.nodes import (
 
 def create_pipeline(**kwargs: Any) -> Pipeline:
     """The platform's main job."""
-    return data_validation() + Pipeline(
+    return Pipeline(
         [
             Node(
                 check_evaluation_design,

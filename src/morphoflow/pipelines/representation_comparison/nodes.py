@@ -23,6 +23,7 @@ from morphoflow.learning.comparison import (
     plot_comparison,
     train_variant,
 )
+from morphoflow.pipelines.mlflow_metrics import metric_history, metric_values
 from morphoflow.profiling.workflow import EvaluationSettings
 from morphoflow.torch_files import resolve_device
 
@@ -97,11 +98,9 @@ def train_variants(
         )
         summary["variants"][variant.name] = {**described, "model_path": str(path)}
         for key in _HISTORY_METRICS:
-            metrics[f"wsl.{variant.name}.{key}"] = [
-                {"value": float(h[key]), "step": int(h["epoch"])}
-                for h in trained.history
-                if key in h and math.isfinite(float(h[key]))
-            ]
+            metrics.update(
+                metric_history(trained.history, [key], f"wsl.{variant.name}.", finite_only=True)
+            )
     return summary, metrics
 
 
@@ -180,12 +179,14 @@ def compare(
     table = compare_representations(representations, settings)
     where = ", ".join([*holdout.sources, *holdout.plates])
     figure = plot_comparison(table, title=f"MoA retrieval on held-out {where}")
-    metrics = {
-        f"{row.representation}.{row.correction}.{score}": {"value": float(value), "step": 0}
-        for row in table[table["status"] == "ok"].itertuples(index=False)
-        for score in ("map", "folds_of_enrichment", "shuffled_map", "interpolated_map")
-        if math.isfinite(value := float(getattr(row, score)))
-    }
+    metrics = metric_values(
+        {
+            f"{row.representation}.{row.correction}.{score}": getattr(row, score)
+            for row in table[table["status"] == "ok"].itertuples(index=False)
+            for score in ("map", "folds_of_enrichment", "shuffled_map", "interpolated_map")
+        },
+        finite_only=True,
+    )
     report = {
         "holdout": dataclasses.asdict(holdout),
         "evaluation": dataclasses.asdict(settings),

@@ -11,6 +11,7 @@ import pandas as pd
 
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
+from morphoflow.pipelines.mlflow_metrics import metric_history, metric_values
 from morphoflow.segmentation.evaluation import (
     evaluate_views,
     flat_metrics,
@@ -55,10 +56,7 @@ def train_nucleus_unet(
         "n_train_sites": len(samples),
         "train_plates": sorted(sites["Metadata_Plate"].unique().tolist()),
     }
-    metrics = {
-        f"unet.{name}": [{"value": h[name], "step": int(h["epoch"])} for h in history]
-        for name in ("train_loss", "epoch_seconds")
-    }
+    metrics = metric_history(history, ("train_loss", "epoch_seconds"), "unet.")
     return model, metrics
 
 
@@ -96,7 +94,7 @@ def evaluate_nucleus_unet(
         )
         flat.update(flat_metrics(initial_scores, "unet_initial"))
         tables.append(scores_table(initial_scores, sites, "unet_initial"))
-    metrics = {k: {"value": v, "step": 0} for k, v in flat.items()}
+    metrics = metric_values(flat)
     # overlay of the held-out site where TTA changed the score most
     low, high = min(views), max(views)
     gains = [
@@ -161,7 +159,7 @@ def train_and_evaluate_maskrcnn(
         return segment_instances(model, image, config, views=views)[0]
 
     scores, _ = evaluate_views(segment, samples, [int(v) for v in params["evaluation"]["views"]])
-    metrics = {k: {"value": v, "step": 0} for k, v in flat_metrics(scores, "maskrcnn").items()}
+    metrics = metric_values(flat_metrics(scores, "maskrcnn"))
     return metrics, scores_table(scores, sites, "maskrcnn")
 
 

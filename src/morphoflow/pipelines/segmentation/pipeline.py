@@ -6,7 +6,6 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from morphoflow.pipelines.data_validation import create_pipeline as data_validation
 from morphoflow.pipelines.segmentation.nodes import (
     evaluate_nucleus_unet,
     register_nucleus_unet,
@@ -19,7 +18,7 @@ from morphoflow.pipelines.segmentation.nodes import (
 def create_pipeline(**kwargs: Any) -> Pipeline:
     """data_validation -> split plates -> train U-Net -> DSB with/without TTA -> register
     (ONNX, challenger) (+ Mask R-CNN)."""
-    return data_validation() + Pipeline(
+    return Pipeline(
         [
             Node(
                 split_sites,

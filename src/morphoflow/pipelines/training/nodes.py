@@ -17,6 +17,7 @@ from morphoflow.learning import (
     train_wsl,
 )
 from morphoflow.learning.train import confusion_matrix, index_fingerprint
+from morphoflow.pipelines.mlflow_metrics import metric_history
 from morphoflow.profiling.crops import load_site_crops
 
 
@@ -37,19 +38,18 @@ def train_cellpainting_cnn(
         params["model_path"],
         {"config": config.__dict__, "history": history, "n_cells": len(combined_index)},
     )
-    metrics = {
-        f"wsl.{name}": [
-            {"value": float(h[name]), "step": int(h["epoch"])} for h in history if name in h
-        ]
-        for name in (
+    metrics = metric_history(
+        history,
+        (
             "train_loss",
             "train_accuracy",
             "val_loss",
             "val_accuracy",
             "seconds",
             "crops_per_s",
-        )
-    }
+        ),
+        "wsl.",
+    )
     figure = _confusion_figure(model, classes, combined_index, crop_params["dir"], config)
     first = combined_index.iloc[0]
     crops, _, _ = load_site_crops(Path(crop_params["dir"]) / first["Path_Crops"])
