@@ -25,7 +25,10 @@ def _latest_run(project: Path) -> mlflow.entities.Run:
 
 @pytest.mark.slow
 def test_profiling_segments_every_site(
-    kedro_project: Path, run_pipeline, tiny_simulated_screen: Path
+    kedro_project: Path,
+    run_pipeline,
+    tiny_simulated_screen: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
 
@@ -76,6 +79,14 @@ def test_profiling_segments_every_site(
     assert run.info.status == "FINISHED"
     assert "profiling.classical.sphered.map" in run.data.metrics
     assert run.data.tags["morphoflow.data_validation"] == "passed"
+
+    # the notebook a user opens first reads these outputs and this MLflow run
+    from tests.notebooks import run_notebook
+
+    monkeypatch.setenv("MORPHOFLOW_PROJECT", str(kedro_project))
+    text = run_notebook("01_profiling_run.ipynb")
+    assert "wells used" in text and "lambda chosen" in text
+    assert "FINISHED" in text
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from morphoflow.profiling.evaluation import retrieval as ev
 from morphoflow.profiling.evaluation import (
     average_precision,
     cosine_similarity_matrix,
@@ -26,6 +25,7 @@ from morphoflow.profiling.evaluation import (
     replicate_reproducibility,
     retrieval_ap,
 )
+from morphoflow.profiling.evaluation import retrieval as ev
 
 EXCLUDED = ("", "inactive")
 

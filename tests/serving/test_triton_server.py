@@ -252,3 +252,15 @@ def test_metrics_endpoint_counts_inferences(triton: tuple[TritonServer, Path]) -
     with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
         text = response.read().decode()
     assert 'nv_inference_request_success{model="nuclei_tta"' in text
+
+
+def test_triton_client_notebook_runs(
+    triton: tuple[TritonServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.notebooks import run_notebook
+
+    server, _ = triton
+    monkeypatch.setenv("MORPHOFLOW_TRITON_URL", server.grpc_url)
+    text = run_notebook("02_triton_client.ipynb")
+    assert "(4, 672) float32" in text
+    assert "8 views:" in text
