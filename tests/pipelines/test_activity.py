@@ -78,6 +78,12 @@ def test_activity_pipeline_on_a_library(run_pipeline, kedro_project: Path, libra
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "activity")}
     assert {"activity/auroc.csv", "activity/summary.json"} <= artifacts
 
+    # no held-out compound evaluation exists yet: gated promotion refuses activity models
+    from morphoflow.lifecycle.promotion import PromotionRefused, promote
+
+    with pytest.raises(PromotionRefused, match="model_kind tag is 'activity'"):
+        promote("activity-mo")
+
 
 def test_structure_only_folder_too_small_for_auroc(
     run_pipeline, kedro_project: Path, tmp_path: Path

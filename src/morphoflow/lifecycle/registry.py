@@ -31,7 +31,10 @@ import numpy as np
 from morphoflow.onnx_export import DEFAULT_TOLERANCE
 
 PARITY_TOLERANCE = DEFAULT_TOLERANCE
-MODEL_KINDS = ("segmentation", "featurizer", "activity")
+MODEL_KINDS = ("segmentation", "featurizer")
+#: Kinds that can be registered. ``activity`` (the activity pipeline's ``activity-mo``) has no
+#: held-out evaluation yet, so :mod:`.promotion` (which checks MODEL_KINDS) refuses to promote it.
+REGISTERABLE_KINDS = (*MODEL_KINDS, "activity")
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 #: Experiment of the runs that :func:`register_unet` starts when no run is active.
 REGISTRY_EXPERIMENT = "morphoflow-registry"
@@ -43,7 +46,7 @@ def now_iso() -> str:
 
 
 def _graph_kind(inputs: list[str], outputs: list[str], metadata: Mapping[str, str]) -> str | None:
-    if metadata.get("model_kind") in MODEL_KINDS:
+    if metadata.get("model_kind") in REGISTERABLE_KINDS:
         return metadata["model_kind"]
     if inputs == ["image"] and "probabilities" in outputs:
         return "segmentation"
@@ -185,9 +188,9 @@ def register_onnx_model(
     input_names = [v.name for v in model.graph.input if v.name not in initializers]
     output_names = [v.name for v in model.graph.output]
     kind = model_kind or _graph_kind(input_names, output_names, metadata)
-    if kind not in MODEL_KINDS:
+    if kind not in REGISTERABLE_KINDS:
         raise ValueError(
-            f"model_kind must be one of {MODEL_KINDS} (could not infer it from {onnx_path}: "
+            f"model_kind must be one of {REGISTERABLE_KINDS} (could not infer it from {onnx_path}: "
             f"inputs {input_names}, outputs {output_names}), got {kind!r}"
         )
     opset = max(
