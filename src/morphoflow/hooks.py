@@ -102,7 +102,9 @@ class AllOrNothingOutputsHook:
     ones are deleted (a folder the run did not write is put back).
 
     Only local files are handled (``protocol == "file"``); MLflow metrics and artifacts are
-    tracked per run, and a failed run is marked FAILED there.
+    tracked per run, and a failed run is marked FAILED there. A dataset whose catalog entry
+    says ``metadata: {morphoflow: {keep_when_run_fails: true}}`` is left out: it is the result
+    of a run that fails on purpose (the evaluation pipeline's decision as a CI/CD gate).
     """
 
     def __init__(self) -> None:
@@ -116,6 +118,9 @@ class AllOrNothingOutputsHook:
             return None
         if dataset is None:
             return None
+        options = (getattr(dataset, "metadata", None) or {}).get("morphoflow") or {}
+        if options.get("keep_when_run_fails"):
+            return None  # e.g. a CI/CD gate's decision: the result of the run that failed
         describe = getattr(dataset, "_describe", None)
         info = describe() if callable(describe) else {}
         filepath = info.get("filepath") if isinstance(info, dict) else None
