@@ -163,4 +163,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from morphoflow.runtime import configure_process
+
+    configure_process()
     main()

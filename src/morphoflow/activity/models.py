@@ -197,7 +197,7 @@ def train_profile_classifier(
 def predict_profile_classifier(model: ProfileClassifier, x: np.ndarray) -> np.ndarray:
     """Probabilities (n, A) float32 of a :class:`ProfileClassifier` on raw profiles (n, F)."""
     with torch.no_grad():
-        return model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+        return model(torch.from_numpy(np.array(x, dtype=np.float32))).numpy()
 
 
 @dataclass

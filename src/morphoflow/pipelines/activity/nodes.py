@@ -15,6 +15,7 @@ from morphoflow.activity.evaluation import score_folds, summarize
 from morphoflow.activity.inputs import SMILES, TREATMENT, ActivityData, load_activity_data
 from morphoflow.activity.models import ModelConfig, torch_threads
 from morphoflow.activity.splits import make_splits, split_hash
+from morphoflow.pipelines.mlflow_metrics import metric_history, metric_values
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,13 @@ def cross_validate_modalities(
             data, splits, modalities, _config(params), folds=folds, progress=logger.info
         )
     metrics: dict[str, Any] = {}
-    for step, entry in enumerate(log):
-        key = f"train_seconds.{entry['split']}.{entry['modality']}"
-        metrics.setdefault(key, []).append({"value": float(entry["seconds"]), "step": step})
+    for split_modality in {(e["split"], e["modality"]) for e in log}:
+        steps = [e for e in log if (e["split"], e["modality"]) == split_modality]
+        metrics.update(
+            metric_history(
+                steps, ["seconds"], f"train_seconds.{'.'.join(split_modality)}.", step_key="fold"
+            )
+        )
     return predictions, metrics
 
 
@@ -136,9 +141,8 @@ def evaluate_activity(
             figures[f"upset_{split}_0.7.png"] = upset(scores, split, 0.7)
         for split, block in summary["splits"].items():
             for modality, entry in block["modalities"].items():
-                for key, value in entry.items():
-                    if value is not None and key != "n_assays_scored":
-                        metrics[f"{split}.{modality}.{key}"] = [{"value": float(value), "step": 0}]
+                values = {k: v for k, v in entry.items() if v is not None}
+                metrics.update(metric_values(values, f"{split}.{modality}.", finite_only=True))
     else:
         figures["auroc_not_meaningful.png"] = unmeaningful(reason)
     table = scores[["assay", "modality", "split", "fold", "auroc", "ap", "n_test", "n_positive"]]
