@@ -64,3 +64,10 @@ def test_random_folds_and_hash_are_deterministic() -> None:
     assert split_hash(a) == split_hash(b)
     c = split_table(list("abcdef"), {"random": random_folds(6, 3, seed=2)})
     assert split_hash(a) != split_hash(c) or a.equals(c)
+
+
+def test_kmeans_folds_with_fewer_compounds_than_pca_dimensions() -> None:
+    """The demo screen: 15 compounds, 317 features (PCA is capped at the compound count)."""
+    x = np.random.default_rng(1).normal(size=(15, 317))
+    folds = kmeans_folds(x, n_folds=5, seed=0)
+    assert np.bincount(folds).tolist() == [3, 3, 3, 3, 3]

@@ -96,7 +96,8 @@ def kmeans_folds(
         features: (n, d) float array of treatment profiles, finite.
         n_folds: Number of folds (>= 2).
         seed: Random state of the k-means initialisation.
-        n_components: PCA dimensions before clustering (None: no PCA).
+        n_components: PCA dimensions before clustering (at most the number of compounds;
+            None: no PCA).
 
     Returns:
         int64 array (n,) of fold numbers, fold sizes differing by at most one.
@@ -114,10 +115,11 @@ def kmeans_folds(
         raise ValueError("features contain NaN/inf; drop those columns first")
     sd = x.std(axis=0)
     x = (x[:, sd > 0] - x[:, sd > 0].mean(axis=0)) / sd[sd > 0]
-    if n_components is not None and x.shape[1] > n_components:
+    if n_components is not None and x.shape[1] > min(n_components, len(x)):
         from sklearn.decomposition import PCA
 
-        x = PCA(n_components=n_components, random_state=seed).fit_transform(x)
+        components = min(int(n_components), len(x))
+        x = PCA(n_components=components, random_state=seed).fit_transform(x)
     n = len(x)
     model = KMeansConstrained(
         n_clusters=n_folds,
