@@ -11,7 +11,6 @@ import pytest
 from morphoflow.activity.inputs import (
     ActivityInputError,
     ActivityInputWarning,
-    drop_nonfinite_features,
     load_activity_data,
     read_assays,
     read_compounds,
@@ -125,13 +124,23 @@ def test_compounds_without_profiles_are_dropped_with_a_warning() -> None:
     assert len(data.labels) == n - 1
 
 
-def test_nonfinite_features_are_dropped_and_named() -> None:
-    frame = pd.DataFrame({"f1": [1.0, np.nan], "f2": [1.0, 2.0], "f3": [np.inf, 0.0]})
+def test_nonfinite_values_follow_the_shared_rule_and_are_named() -> None:
+    """profiling.nonfinite: a mostly non-finite treatment goes, then non-finite features."""
+    table = pd.DataFrame(
+        {
+            "Metadata_Treatment": ["A", "B", "C"],
+            "f1": [1.0, np.nan, 3.0],
+            "f2": [1.0, np.nan, 2.0],
+            "f3": [np.inf, 1.0, 2.0],
+        }
+    )
     with pytest.warns(
-        ActivityInputWarning, match="dropped 2 feature\\(s\\) with NaN/inf values: f1, f3"
+        ActivityInputWarning,
+        match=r"dropped 1 feature\(s\): f3 and 1 mostly non-finite treatment\(s\): \['B'\]",
     ):
-        kept, dropped = drop_nonfinite_features(frame, "mo profiles")
-    assert list(kept.columns) == ["f2"] and dropped == ["f1", "f3"]
+        features, _, dropped = read_profiles(table, "mo.parquet")
+    assert list(features.index) == ["A", "C"] and list(features.columns) == ["f1", "f2"]
+    assert dropped == ["f3"]
 
 
 def test_profiles_cells_per_well_is_the_mean_not_the_sum() -> None:

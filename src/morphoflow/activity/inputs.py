@@ -219,30 +219,46 @@ def read_assays(path: str | Path) -> pd.DataFrame:
     return out
 
 
-def drop_nonfinite_features(features: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str]]:
-    """Drop feature columns holding any NaN or infinite value, with a warning naming them.
+def drop_nonfinite_profiles(
+    frame: pd.DataFrame, name: str
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Apply morphoflow's one non-finite rule (:func:`morphoflow.profiling.nonfinite.drop_nonfinite`)
+    to a treatment-level profile table, with one :class:`ActivityInputWarning` naming what went.
 
-    Local helper (no shared non-finite helper exists in ``morphoflow.profiling`` yet).
+    The rule: a treatment whose share of non-finite features is above 0.5 is dropped, then every
+    feature still non-finite anywhere is dropped.
 
     Args:
-        features: Numeric feature frame.
-        name: What the frame is (for the warning), e.g. ``"mo profiles (x.parquet)"``.
+        frame: ``Metadata_Treatment`` + numeric features.
+        name: The table's name in messages (file path or modality).
 
     Returns:
-        ``(kept, dropped_names)``.
+        ``(clean, dropped_features, dropped_treatments)``.
+
+    Raises:
+        ValueError: Every row is non-finite (the message names the table).
     """
-    finite = np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=0)
-    dropped = [str(c) for c, ok in zip(features.columns, finite, strict=True) if not ok]
-    if dropped:
-        shown = ", ".join(dropped[:10]) + (
-            f" (+{len(dropped) - 10} more)" if len(dropped) > 10 else ""
+    from morphoflow.profiling.nonfinite import drop_nonfinite
+
+    clean, report = drop_nonfinite(frame, name=name, warn=False)
+    features = [str(c) for c in report.dropped_features]
+    rows = (
+        report.dropped_rows[TREATMENT].astype(str).tolist()
+        if TREATMENT in report.dropped_rows.columns
+        else []
+    )
+    if features or rows:
+        shown = ", ".join(features[:10]) + (
+            f" (+{len(features) - 10} more)" if len(features) > 10 else ""
         )
         warnings.warn(
-            f"{name}: dropped {len(dropped)} feature(s) with NaN/inf values: {shown}",
+            f"{name}: NaN/inf values (morphoflow.profiling.nonfinite): dropped "
+            f"{len(features)} feature(s){': ' + shown if features else ''} and "
+            f"{len(rows)} mostly non-finite treatment(s){': ' + str(rows[:10]) if rows else ''}",
             ActivityInputWarning,
             stacklevel=2,
         )
-    return features.loc[:, finite], dropped
+    return clean, features, rows
 
 
 def read_profiles(
@@ -257,8 +273,10 @@ def read_profiles(
 
     Returns:
         ``(features, cells_per_well, dropped_features)``: float32 features indexed by
-        treatment (negative controls removed, non-finite columns dropped), the mean cells per
-        well (None when the table has no counts), the dropped column names.
+        treatment (negative controls removed; non-finite values handled by
+        :func:`drop_nonfinite_profiles`: mostly non-finite treatments, then non-finite
+        columns dropped), the mean cells per well (None when the table has no counts), the
+        dropped column names.
 
     Raises:
         ActivityInputError: Missing ``Metadata_Treatment``, duplicated treatments, a
@@ -280,12 +298,16 @@ def read_profiles(
     non_numeric = [c for c in feature_cols if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise ActivityInputError(f"{name}: non-numeric feature column(s) {non_numeric[:5]}")
+    if not feature_cols:
+        raise ActivityInputError(f"{name}: no feature column (every column starts with Metadata_)")
+    frame, dropped, _ = drop_nonfinite_profiles(frame, name)
+    ids = frame[TREATMENT].astype(str)
+    feature_cols = [c for c in frame.columns if not str(c).startswith("Metadata_")]
+    if not feature_cols:
+        raise ActivityInputError(f"{name}: no finite feature column")
     features = frame[feature_cols].astype(np.float64)
     features.index = ids.to_numpy()
     features.index.name = TREATMENT
-    features, dropped = drop_nonfinite_features(features, name)
-    if features.shape[1] == 0:
-        raise ActivityInputError(f"{name}: no finite feature column")
     cells = None
     if CELLS_PER_WELL in frame.columns:
         cells = pd.Series(frame[CELLS_PER_WELL].to_numpy(dtype=np.float64), index=ids.to_numpy())
@@ -422,7 +444,8 @@ def load_activity_data(
         "dropped_assays": dropped_assays,
         "dropped_features": dropped_features,
         "dropped_compounds": dropped_compounds,
-        "nonfinite_handling": "local (morphoflow.activity.inputs.drop_nonfinite_features)",
+        "nonfinite_handling": "morphoflow.profiling.nonfinite.drop_nonfinite (treatments with "
+        "> 50 % non-finite features dropped, then non-finite features)",
         "warnings": messages,
     }
     return ActivityData(compounds, labels.astype(np.float32), features, cells, report)
