@@ -157,3 +157,18 @@ def test_annotation_mismatch_can_be_a_listed_warning(tiny_screen: Path, tmp_path
     assert "treatment 'cpd_b' has no moa.csv row" in warning["examples"][0]
     with pytest.raises(ValueError, match="annotation_mismatch must be 'fail' or 'warn'"):
         ValidationConfig(annotation_mismatch="ignore")
+
+
+def test_float_image_with_nan_pixels_fails_qc_naming_the_file(
+    tiny_screen: Path, tmp_path: Path
+) -> None:
+    table = load_screen(tiny_screen)
+    path = tiny_screen / table.Path_ER[2]
+    image = tifffile.imread(path).astype(np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(path, image)
+    with pytest.raises(DataValidationError) as info:
+        _validate(tiny_screen, tmp_path / "r", table)
+    message = str(info.value)
+    assert "QC_Readable" in message
+    assert f"{path.name}" in message and "1 NaN or infinite pixel(s)" in message

@@ -74,7 +74,7 @@ def evaluate_segmentation_onnx(
     Raises:
         HeldoutError: The set is missing, not a segmentation set, or changed.
     """
-    from morphoflow.screen.io import read_image
+    from morphoflow.screen.io import read_image, require_finite
     from morphoflow.segmentation.metrics import dsb_score
     from morphoflow.segmentation.onnx_model import OnnxUNet
     from morphoflow.segmentation.segmenter import segment_nuclei
@@ -86,7 +86,7 @@ def evaluate_segmentation_onnx(
     predict = OnnxUNet(onnx_path)
     truths, preds = [], []
     for image_path, mask_path in segmentation_pairs(held):
-        image = read_image(image_path)
+        image = require_finite(read_image(image_path), image_path)
         truths.append(read_image(mask_path).astype(np.int64))
         preds.append(segment_nuclei(predict, image, views=views).labels)
     score = dsb_score(truths, preds)

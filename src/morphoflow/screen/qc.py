@@ -17,7 +17,7 @@ from scipy import ndimage
 from morphoflow.progress import track
 from morphoflow.screen.constants import CHANNELS
 from morphoflow.screen.errors import ImageReadError
-from morphoflow.screen.io import read_image
+from morphoflow.screen.io import read_image, require_finite
 
 _KEYS = ["Metadata_Source", "Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
@@ -71,6 +71,7 @@ def site_qc(table: pd.DataFrame, root: str | Path) -> pd.DataFrame:
                 image = read_image(root / relative)
                 if image.ndim != 2:
                     raise ImageReadError(f"{root / relative} is not a 2D plane: {image.shape}")
+                require_finite(image, root / relative)  # NaN/inf: unusable, named by file
             except ImageReadError as exc:
                 row.update(
                     QC_Readable=False,
