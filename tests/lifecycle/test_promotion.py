@@ -154,3 +154,18 @@ def test_featurizer_promotion_is_gated_on_moa_map(registry, tmp_path: Path) -> N
     assert info.value.decision.champion_score == pytest.approx(1.0)
     assert _aliases("f") == {"champion": 1, "challenger": 2}
     assert MlflowClient().get_model_version("f", "2").tags["model_kind"] == "featurizer"
+
+
+def test_a_kind_without_a_heldout_folder_is_never_promoted_over_a_champion_unscored(
+    registry, unet_onnx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from morphoflow.lifecycle import heldout
+
+    _register("m", unet_onnx)
+    _register("m", unet_onnx)
+    # a model kind that has no default held-out folder (as a new kind would)
+    monkeypatch.delitem(heldout.DEFAULT_HELDOUT_DIRS, "segmentation")
+    with pytest.raises(PromotionRefused) as info:
+        promote("m")
+    assert "no held-out set for segmentation models" in info.value.decision.reason
+    assert _aliases("m") == {"champion": 1, "challenger": 2}

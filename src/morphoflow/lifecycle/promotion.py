@@ -381,7 +381,12 @@ def promote(
             f"{champion.tags.get('model_kind')} model"
         )
 
-    # kind is known here, so folder is set
+    if champion is not None and folder is None:
+        # never promote over a champion without scoring both on the same frozen set
+        raise refuse(
+            f"no held-out set for {kind} models (no default folder): pass heldout to compare "
+            f"with champion v{champ_version}"
+        )
     scored = champion is not None or heldout is not None or (folder is not None and folder.exists())
     reason = f"no champion yet; parity passed; not scored (no held-out set at {folder})"
     if scored and folder is not None:
