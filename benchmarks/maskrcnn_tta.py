@@ -22,7 +22,7 @@ import torch
 
 from morphoflow.screen.synthetic import simulate_screen
 from morphoflow.screen.table import load_screen
-from morphoflow.segmentation.evaluation import (
+from morphoflow.segmentation.scoring import (
     evaluate_views,
     iter_dna_and_truth,
     split_by_plate,

@@ -14,6 +14,7 @@ import click
 import typer
 
 import morphoflow
+from morphoflow.segmentation.settings import CLI_DEFAULTS
 
 #: Kedro imports ``<package>.cli`` and merges its ``cli`` click group into the ``kedro``
 #: command; morphoflow adds no kedro sub-commands, so the group is empty.
@@ -134,23 +135,23 @@ def validate_screen_command(
     )
 
 
-def _segmenter(model: str | None, triton_url: str | None, views: int, min_size: int):
-    """image -> Segmentation: a local U-Net (``.pt``/``.onnx`` file, ``models:/`` URI, the
-    shipped default) or the ``nuclei_tta`` model of a Triton server."""
-    from functools import partial
+def _segmenter(settings, triton_url: str | None):
+    """image -> Segmentation for ``settings``: a local U-Net (``.pt``/``.onnx`` file,
+    ``models:/`` URI, the shipped default) or the ``nuclei_tta`` model of a Triton server."""
+    from morphoflow.segmentation.settings import make_segmenter
 
     if triton_url:
-        if model:
+        if not settings.uses_default_model:
             raise ValueError("give either --model or --triton-url, not both")
-        from morphoflow.serving.client import TritonClient, triton_segmenter
+        from morphoflow.serving.client import TritonClient, served_views
 
-        return triton_segmenter(TritonClient(triton_url), views, 0.5, min_size)
+        served_views(settings.views)  # refused before the first image, not after
+        return make_segmenter(settings, TritonClient(triton_url))
     from morphoflow.lifecycle.resolve import resolve_model_file
-    from morphoflow.segmentation.onnx_model import load_predictor
-    from morphoflow.segmentation.segmenter import segment_nuclei
+    from morphoflow.segmentation.onnx_model import MODEL_SUFFIXES, load_predictor
 
-    predict = load_predictor(resolve_model_file(model, suffix=(".onnx", ".pt")))
-    return partial(segment_nuclei, predict, views=views, min_size=min_size)
+    model_file = resolve_model_file(settings.model, suffix=MODEL_SUFFIXES)
+    return make_segmenter(settings, load_predictor(model_file, batch_size=settings.batch_size))
 
 
 @app.command("segment")
@@ -172,8 +173,12 @@ def segment(
         ),
     ] = True,
     views: Annotated[
-        int, typer.Option(help="Number of TTA views (1, 2, 4 or 8 are exact symmetry groups).")
-    ] = 8,
+        int,
+        typer.Option(
+            help="Number of TTA views, 1..8 (1, 2, 4 or 8 are exact symmetry groups). "
+            "Default: morphoflow.segmentation.settings.CLI_DEFAULTS."
+        ),
+    ] = len(CLI_DEFAULTS.views),
     model: Annotated[
         str | None,
         typer.Option(
@@ -191,7 +196,12 @@ def segment(
     channel: Annotated[
         int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")
     ] = None,
-    min_size: Annotated[int, typer.Option(help="Smallest nucleus kept, in pixels.")] = 16,
+    min_size: Annotated[
+        int, typer.Option(help="Smallest nucleus kept, in pixels.")
+    ] = CLI_DEFAULTS.min_size,
+    threshold: Annotated[
+        float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
+    ] = CLI_DEFAULTS.threshold,
 ) -> None:
     """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV."""
     from morphoflow.progress import track
@@ -204,11 +214,16 @@ def segment(
     )
     from morphoflow.segmentation.segmenter import nuclei_table
 
+    from morphoflow.segmentation.settings import SegmenterSettings
     try:
         files = collect_images(images)
         unique_stems(files)
         n_views = views if tta else 1
-        segment_image = _segmenter(model, triton_url, n_views, min_size)
+        settings = SegmenterSettings.from_params(
+            {"model": model, "views": n_views, "threshold": threshold, "min_size": min_size},
+            defaults=CLI_DEFAULTS,
+        )
+        segment_image = _segmenter(settings, triton_url)
         summary = []
         for path in track(files, "Segmenting", total=len(files)):
             image = load_channel(path, channel)

@@ -1,4 +1,5 @@
-"""Tests of morphoflow.segmentation.maskrcnn: targets, weights, training, prediction, TTA, files.
+"""Tests of morphoflow.segmentation.maskrcnn (model, training, inference modules): targets,
+weights, training, prediction, TTA, files.
 
 Models are tiny on purpose (resnet18 backbone, 64-96 px images, few detections): the point is
 the plumbing, not accuracy. No weights are downloaded.
@@ -22,7 +23,6 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from morphoflow.segmentation import maskrcnn
 from morphoflow.segmentation.maskrcnn import (
     MaskRCNNConfig,
     NucleusMaskRCNN,
@@ -35,6 +35,7 @@ from morphoflow.segmentation.maskrcnn import (
     segment_instances,
     train_maskrcnn,
 )
+from morphoflow.segmentation.maskrcnn import inference as maskrcnn_inference
 from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
 
 # Random weights + score threshold 0: every image gets detections, capped to keep it fast.
@@ -356,13 +357,13 @@ def _blobs(shape: tuple[int, int] = (40, 48)) -> np.ndarray:
 @pytest.mark.parametrize("views", [8, 1])
 def test_segment_instances_one_model_call_per_image(views: int, monkeypatch: Any) -> None:
     batches: list[tuple[int, ...]] = []
-    original = maskrcnn.predict_labels
+    original = maskrcnn_inference.predict_labels
 
     def counting(model: Any, batch: np.ndarray, config: MaskRCNNConfig) -> list[np.ndarray]:
         batches.append(batch.shape)
         return original(model, batch, config)
 
-    monkeypatch.setattr(maskrcnn, "predict_labels", counting)
+    monkeypatch.setattr(maskrcnn_inference, "predict_labels", counting)
     fake = _FakeDetector()
     cfg = MaskRCNNConfig(inference_batch_size=8)
     labels, agreement = segment_instances(fake, _blobs(), cfg, views=views)

@@ -1,4 +1,4 @@
-"""Tests of morphoflow.segmentation.evaluation and morphoflow.segmentation.screen."""
+"""Tests of morphoflow.segmentation.scoring and morphoflow.segmentation.screen."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tifffile
 
 from morphoflow.screen.constants import TRUTH_COLUMN
 from morphoflow.screen.synthetic import render_site
-from morphoflow.segmentation.evaluation import (
+from morphoflow.segmentation.scoring import (
     evaluate_views,
     flat_metrics,
     iter_dna_and_truth,

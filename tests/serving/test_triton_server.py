@@ -19,6 +19,7 @@ from morphoflow.backbone import scale_crops
 from morphoflow.profiling.cnn import OnnxFeaturizer
 from morphoflow.segmentation.onnx_model import OnnxUNet
 from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.settings import SegmenterSettings, make_segmenter
 from morphoflow.serving.client import TritonClient, TritonFeaturizer, TritonRequestError
 from morphoflow.serving.deploy import DeploymentFailed, deploy_version
 from morphoflow.serving.repository import registry_onnx, served_versions
@@ -70,6 +71,31 @@ def test_served_empty_field_has_no_nuclei(
     assert served.labels.shape == (128, 128)
     assert served.labels.max() == 0 and offline.labels.max() == 0
     np.testing.assert_allclose(served.probabilities, offline.probabilities, atol=1e-5)
+
+
+def test_served_segmenter_equals_local_segmenter_for_the_same_settings(
+    triton: tuple[TritonServer, Path],
+    onnx_models: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """make_segmenter with the Triton client or the local ONNX model: the same labels, for
+    counts that are no symmetry group (3 views) and for named views that the server serves."""
+    server, _ = triton
+    image = real_looking_dna((96, 112), seed=5)
+    client = _client(server, "grpc")
+    for views in (3, ["identity", "flip_lr"]):
+        settings = SegmenterSettings(views=views, threshold=0.55, min_size=10)
+        served = make_segmenter(settings, client)(image)
+        local = make_segmenter(settings, OnnxUNet(onnx_models["unet"]))(image)
+        assert served.views == local.views == settings.views
+        assert local.labels.max() > 0
+        np.testing.assert_array_equal(served.labels, local.labels)
+    # views the server cannot run are refused by name, never replaced by "the first n"
+    with pytest.raises(ValueError, match=r"views \['rot90'\] cannot be served"):
+        make_segmenter(SegmenterSettings(views=["rot90"]), client)(image)
+    # a model setting cannot change what the server runs: said, not silently dropped
+    make_segmenter(SegmenterSettings(model="other.onnx"), client)
+    assert "model=other.onnx is ignored" in caplog.text
 
 
 def test_segment_cli_against_triton_matches_offline(
@@ -127,9 +153,14 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
         client.infer("nuclei_tta", {"image": np.zeros((4100, 16), np.float32)}, ["labels"])
     with pytest.raises(TritonRequestError, match="NaN or infinite"):
         client.infer("nuclei_tta", {"image": np.full((32, 32), np.nan, np.float32)}, ["labels"])
-    with pytest.raises(TritonRequestError, match="views must be 1, 2, 4 or 8"):
+    # one views rule (tta.select_views, through SegmenterSettings) here and offline: 1..8
+    with pytest.raises(TritonRequestError, match=r"views must be in 1\.\.8, got 9"):
         image = np.ones((32, 32), np.float32)
-        client.infer("nuclei_tta", {"image": image, "views": np.array([3], np.int32)}, ["labels"])
+        client.infer("nuclei_tta", {"image": image, "views": np.array([9], np.int32)}, ["labels"])
+    with pytest.raises(TritonRequestError, match=r"threshold must be in \(0, 1\)"):
+        client.infer(
+            "nuclei_tta", {"image": image, "threshold": np.ones(1, np.float32)}, ["labels"]
+        )
     # still serving, on every model
     assert client.is_ready()
     assert client.featurize(scale_crops(_crops(2))).shape == (2, 672)

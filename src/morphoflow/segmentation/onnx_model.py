@@ -18,6 +18,8 @@ from morphoflow.segmentation.tiling import predict_tiled
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 N_CLASSES = 3
+MODEL_SUFFIXES = (".onnx", ".pt")
+"""File types of a nucleus U-Net: ONNX (onnxruntime) or a morphoflow torch file."""
 DEFAULT_MULTIPLE = 16
 """Spatial sizes must be multiples of this (4 poolings); recorded as ONNX metadata ``multiple``."""
 

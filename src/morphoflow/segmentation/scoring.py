@@ -1,4 +1,9 @@
-"""Evaluate nucleus segmentation on sites with ground truth, with and without TTA; figures."""
+"""Score nucleus segmenters on sites with ground truth: held-out plates, site selection, DSB per
+number of TTA views, per-site tables, tracker metrics and overlay figures.
+
+The DSB 2018 metric itself is :mod:`morphoflow.segmentation.metrics`; this module runs it over
+sites (formerly ``morphoflow.segmentation.evaluation``).
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 - :class:`TritonClient`: ``segment`` (``nuclei_tta``), ``featurize`` (``featurizer``), model
   control (``load_model``, ``model_version``), readiness.
 - :class:`TritonFeaturizer`: the profiling pipeline's ``cnn`` extractor, served.
-- :func:`triton_segmenter`: the profiling pipeline's per-site segmentation, served.
+- :func:`triton_segmenter`: ``image -> Segmentation`` on the server for given settings
+  (:func:`morphoflow.segmentation.settings.make_segmenter` with this client as backend).
 
 Connection failures (server starting, restarting, briefly overloaded) are retried with
 exponential backoff; an error the server gives for a request (wrong shape, wrong dtype, bad
@@ -21,7 +22,8 @@ import pandas as pd
 
 from morphoflow.backbone import scale_crops
 from morphoflow.segmentation.segmenter import Segmentation
-from morphoflow.segmentation.tta import select_views
+from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings, make_segmenter
+from morphoflow.segmentation.tta import VIEW_ORDER, ViewsArg, select_views
 
 PROTOCOLS = ("grpc", "http")
 _TRANSIENT_STATUS = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "503"}
@@ -235,21 +237,35 @@ class TritonClient:
     def segment(
         self,
         image: np.ndarray,
-        views: int = 8,
-        threshold: float = 0.5,
-        min_size: int = 16,
+        views: ViewsArg = CLI_DEFAULTS.views,
+        threshold: float = CLI_DEFAULTS.threshold,
+        min_size: int = CLI_DEFAULTS.min_size,
         model: str = "nuclei_tta",
     ) -> Segmentation:
         """Segment nuclei in one 2-D image on the server (normalisation, TTA, instances).
 
+        Args:
+            image: 2-D image (H, W) of any bit depth (sent as float32).
+            views: TTA views, by the rule of
+                :func:`~morphoflow.segmentation.tta.select_views`. The server takes a count n
+                (the first n views of ``VIEW_ORDER``), so named views are served only when
+                they are such a prefix, in that order.
+            threshold: Probability threshold, in (0, 1).
+            min_size: Smallest nucleus kept, in pixels.
+            model: Served model name.
+
+        Returns:
+            The :class:`Segmentation` (labels (H, W) uint32, probabilities (3, H, W) float32).
+
         Raises:
-            ValueError: ``image`` is not a non-empty 2-D array, or bad ``views``.
+            ValueError: ``image`` is not a non-empty 2-D array, or ``views`` is invalid or
+                names views the server cannot take (named in the message).
             TritonRequestError: The server refused it (e.g. larger than its max_image_side).
         """
         image = np.asarray(image)
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"image must be a non-empty 2-D array (H, W), got shape {image.shape}")
-        names = select_views(views)
+        names = served_views(views)
         out = self.infer(
             model,
             {
@@ -309,12 +325,49 @@ class TritonFeaturizer:
         return pd.DataFrame(values, columns=self.columns)
 
 
+def served_views(views: ViewsArg) -> tuple[str, ...]:
+    """Views the ``nuclei_tta`` model can serve: validated, then refused unless a prefix.
+
+    The server takes a count n and runs the first n views of ``VIEW_ORDER``; a named selection
+    is sent as its count only when it is exactly those views in that order, so that named
+    views are never silently replaced by others.
+
+    Args:
+        views: A count, a view name or view names (rule of
+            :func:`~morphoflow.segmentation.tta.select_views`).
+
+    Returns:
+        The view names the server will run.
+
+    Raises:
+        ValueError: Invalid ``views``, or named views that are not the first n of VIEW_ORDER.
+
+    Example:
+        >>> served_views(["identity", "flip_lr"])
+        ('identity', 'flip_lr')
+        >>> served_views(["rot90"])
+        Traceback (most recent call last):
+        ...
+        ValueError: views ['rot90'] cannot be served: nuclei_tta runs the first n views of VIEW_ORDER (n=1: ['identity']); pass a count or those names
+    """
+    try:
+        names = select_views(views)
+    except ValueError as err:
+        raise ValueError(str(err).replace("n_or_names", "views")) from None
+    prefix = VIEW_ORDER[: len(names)]
+    if names != prefix:
+        raise ValueError(
+            f"views {list(names)} cannot be served: nuclei_tta runs the first n views of "
+            f"VIEW_ORDER (n={len(names)}: {list(prefix)}); pass a count or those names"
+        )
+    return names
+
+
 def triton_segmenter(
-    client: TritonClient, views: int = 1, threshold: float = 0.5, min_size: int = 16
+    client: TritonClient, settings: SegmenterSettings = CLI_DEFAULTS
 ) -> Callable[[np.ndarray], Segmentation]:
-    """A function image -> :class:`Segmentation` served by ``nuclei_tta``."""
+    """A function image -> :class:`Segmentation` served by ``nuclei_tta``.
 
-    def segment(image: np.ndarray) -> Segmentation:
-        return client.segment(image, views=views, threshold=threshold, min_size=min_size)
-
-    return segment
+    The same as ``make_segmenter(settings, client)``; kept for callers of this name.
+    """
+    return make_segmenter(settings, client)

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ from morphoflow.profiling.workflow import (
     replicate_summary,
 )
 from morphoflow.screen.table import fingerprint
-from morphoflow.segmentation.onnx_model import load_predictor
+from morphoflow.segmentation.onnx_model import MODEL_SUFFIXES, load_predictor
 from morphoflow.segmentation.screen import segment_screen
-from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.settings import PIPELINE_DEFAULTS, SegmenterSettings, make_segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -76,31 +75,24 @@ def segment_nuclei_per_site(
 ) -> pd.DataFrame:
     """Nuclei of every site (DNA channel); label images to disk.
 
+    ``params`` is the ``nuclei:`` block: ``labels_dir`` plus the
+    :class:`~morphoflow.segmentation.settings.SegmenterSettings` fields, missing ones taken from
+    :data:`~morphoflow.segmentation.settings.PIPELINE_DEFAULTS` (unknown keys are an error).
     With ``inference.backend=local`` the configured model (torch ``.pt`` or ``.onnx`` file,
     ``models:/`` URI, or the shipped U-Net) runs here; with ``triton`` every site goes to the
     server's ``nuclei_tta`` model (the same normalisation, TTA and post-processing code).
     """
-    views, threshold = int(params["views"]), float(params["threshold"])
-    min_size = int(params["min_size"])
+    settings_params = {k: v for k, v in params.items() if k != "labels_dir"}
+    settings = SegmenterSettings.from_params(settings_params, defaults=PIPELINE_DEFAULTS)
     if _backend(inference) == "triton":
-        from morphoflow.serving.client import triton_segmenter
+        from morphoflow.serving.client import served_views
 
-        if str(params.get("model") or "default") != "default":
-            logger.warning(
-                "nuclei.model=%s is ignored with inference.backend=triton: the server's "
-                "nuclei_tta model segments (deploy a model with `morphoflow triton deploy`)",
-                params["model"],
-            )
-
-        segment = triton_segmenter(_triton_client(inference), views, threshold, min_size)
+        served_views(settings.views)  # refused before the first site, not after
+        backend = _triton_client(inference)
     else:
-        predict = load_predictor(
-            resolve_model_file(params["model"], suffix=(".onnx", ".pt")),
-            batch_size=int(params.get("batch_size", 8)),
-        )
-        segment = partial(
-            segment_nuclei, predict, views=views, threshold=threshold, min_size=min_size
-        )
+        model_file = resolve_model_file(settings.model, suffix=MODEL_SUFFIXES)
+        backend = load_predictor(model_file, batch_size=settings.batch_size)
+    segment = make_segmenter(settings, backend)
     root = screen_root(screen)
     with _screen_folder(params["labels_dir"], image_table, root) as staging:
         return segment_screen(image_table, root, segment, staging)

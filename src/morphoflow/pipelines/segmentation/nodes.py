@@ -12,7 +12,7 @@ import pandas as pd
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
 from morphoflow.pipelines.mlflow_metrics import metric_history, metric_values
-from morphoflow.segmentation.evaluation import (
+from morphoflow.segmentation.scoring import (
     evaluate_views,
     flat_metrics,
     iter_dna_and_truth,
@@ -22,7 +22,7 @@ from morphoflow.segmentation.evaluation import (
     split_by_plate,
     spread_sites,
 )
-from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.settings import PIPELINE_DEFAULTS, SegmenterSettings, make_segmenter
 from morphoflow.segmentation.training import TrainConfig, cycle_samples, train_unet
 from morphoflow.segmentation.unet import NucleusUNet, load_unet, predict_probabilities
 
@@ -61,10 +61,15 @@ def train_nucleus_unet(
 
 
 def _unet_segmenter(model: NucleusUNet, postprocess: dict[str, Any]):
+    """(image, views) -> labels: the shipped segmenter factory with the ``postprocess`` block
+    (``threshold``, ``min_size``; unknown keys are an error) and the given views."""
     predict = partial(predict_probabilities, model)
 
     def segment(image: np.ndarray, views: int) -> np.ndarray:
-        return segment_nuclei(predict, image, views=views, **postprocess).labels
+        settings = SegmenterSettings.from_params(
+            {**postprocess, "views": views}, defaults=PIPELINE_DEFAULTS
+        )
+        return make_segmenter(settings, predict)(image).labels
 
     return segment
 

@@ -7,7 +7,11 @@ normally ``nuclei_unet``), de-augments, merges and post-processes. All of that i
 :func:`morphoflow.segmentation.tiling.predict_tiled` — the code ``morphoflow segment`` runs
 offline — with the model call replaced by a BLS request.
 
-Optional inputs: ``views`` (1, 2, 4 or 8; default 8), ``threshold`` (0.5), ``min_size`` (16).
+Optional inputs: ``views`` (a count n in 1..8: the first n views of ``VIEW_ORDER``),
+``threshold`` and ``min_size``; a missing input takes its value from
+:data:`morphoflow.segmentation.settings.CLI_DEFAULTS` (8 views, 0.5, 16), and the values are
+validated by :class:`~morphoflow.segmentation.settings.SegmenterSettings` (the rule of every
+other entry point).
 Outputs: ``probabilities`` (3, H, W), ``labels`` (H, W) uint32, ``agreement`` (n objects).
 """
 
@@ -19,7 +23,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from morphoflow.segmentation.onnx_model import INPUT_NAME, N_CLASSES, OUTPUT_NAME
-from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings, make_segmenter
 from morphoflow.segmentation.tiling import predict_tiled
 
 
@@ -75,16 +79,15 @@ class TritonPythonModel:
             )
         if not np.isfinite(image).all():
             raise BadRequest("image holds NaN or infinite values")
-        views = self._scalar(request, "views", 8, int)
-        if views not in (1, 2, 4, 8):
-            raise BadRequest(f"views must be 1, 2, 4 or 8, got {views}")
-        threshold = self._scalar(request, "threshold", 0.5, float)
-        if not 0.0 < threshold < 1.0:
-            raise BadRequest(f"threshold must be in (0, 1), got {threshold}")
-        min_size = self._scalar(request, "min_size", 16, int)
-        if min_size < 0:
-            raise BadRequest(f"min_size must be >= 0, got {min_size}")
-        result = segment_nuclei(self._predict, image, views, threshold, min_size)
+        try:
+            settings = SegmenterSettings(
+                views=self._scalar(request, "views", len(CLI_DEFAULTS.views), int),
+                threshold=self._scalar(request, "threshold", CLI_DEFAULTS.threshold, float),
+                min_size=self._scalar(request, "min_size", CLI_DEFAULTS.min_size, int),
+            )
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        result = make_segmenter(settings, self._predict)(image)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("probabilities", result.probabilities.astype(np.float32)),

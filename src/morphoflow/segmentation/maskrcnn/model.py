@@ -1,42 +1,20 @@
-"""Mask R-CNN for nucleus instance segmentation (torchvision), with training, TTA and files.
+"""The nucleus Mask R-CNN: config, network, local weights, and its file format.
 
-The model is torchvision's Mask R-CNN with a ResNet-FPN backbone (ResNet-50 by default: the
-architecture of ``torchvision.models.detection.maskrcnn_resnet50_fpn``, same state-dict keys),
-set up for microscopy rather than COCO photographs:
-
-- **Input.** A batch (N, 1, H, W) of single-channel images normalised to [0, 1] with
-  :func:`~morphoflow.segmentation.postprocess.normalize_image` (exactly as for the U-Net).
-  :class:`NucleusMaskRCNN` replicates the channel to 3 inside the module, so that the
-  3-channel stem (and COCO / ImageNet weights) can be used unchanged; the internal transform
-  then standardises with torchvision's ImageNet mean and std, as for COCO weights.
-- **Scale.** By default (``min_size=None``) images are processed at their native resolution:
-  no up- or down-scaling (they are only zero-padded to a multiple of 32 inside the batch).
-  Setting ``min_size``/``max_size`` restores torchvision's resizing.
-- **Anchors.** One size per FPN level, 8-128 px by default (torchvision: 32-512), for nuclei of
-  about 8-60 px; 3 aspect ratios per location as in torchvision, so the RPN head keeps the
-  shape of COCO checkpoints.
-- **Crowded fields.** Up to 300 detections per image (torchvision: 100).
-- **Weights.** Never downloaded: a model is built with random weights, or from a local
-  state-dict file (e.g. COCO weights the user downloaded); tensors whose shapes differ (the
-  91-class box and mask predictors of COCO) are skipped and reported (:func:`load_weights`).
-
-Instances are made from the detections by :func:`predict_labels` (score and mask thresholds,
-highest score wins overlaps, small remnants dropped) and merged over the dihedral TTA views by
-:func:`segment_instances` (one batched model call per image; see
-:mod:`morphoflow.segmentation.tta`). Models are saved as one file (format
-``morphoflow-maskrcnn/1``) holding config, weights and metadata.
-
-Box convention. Ground-truth boxes are pixel edges, ``[x_min, y_min, x_max + 1, y_max + 1]``
-in (x, y) order, as COCO boxes of pixel masks: a one-pixel object has a 1 x 1 box.
+torchvision's Mask R-CNN with a ResNet-FPN backbone (ResNet-50 by default: the architecture of
+``torchvision.models.detection.maskrcnn_resnet50_fpn``, same state-dict keys), set up for
+microscopy (single-channel input replicated to 3, native resolution, small anchors, up to 300
+detections; see :mod:`morphoflow.segmentation.maskrcnn`). Weights are never downloaded: a
+model is built with random weights or from a local state-dict file (:func:`load_weights`).
+Models are saved as one file (format ``morphoflow-maskrcnn/1``) holding config, weights and
+metadata (:func:`save_maskrcnn`, :func:`load_maskrcnn`), as :mod:`morphoflow.segmentation.unet`
+does for the U-Net.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -50,9 +28,6 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from morphoflow.segmentation.metrics import check_label_image
-from morphoflow.segmentation.postprocess import normalize_image
-from morphoflow.segmentation.tta import DIHEDRAL_VIEWS, ViewsArg, augment, predict_instance_tta
 from morphoflow.torch_files import load_payload, save_payload
 
 logger = logging.getLogger(__name__)
@@ -61,9 +36,6 @@ _FORMAT = "morphoflow-maskrcnn/1"
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101")
 """Backbones :func:`build_maskrcnn` accepts (ResNet + FPN); only resnet50 has COCO weights."""
-
-Sample = tuple[np.ndarray, np.ndarray]
-"""A training sample: (image (H, W) of any bit depth, instance labels (H, W))."""
 
 # Fields that define the network's tensors (a saved file must match them).
 _ARCHITECTURE_FIELDS = (
@@ -388,307 +360,6 @@ def load_weights(model: nn.Module, weights_path: str | Path) -> WeightsReport:
     )
 
 
-def labels_to_targets(labels: np.ndarray) -> dict[str, torch.Tensor]:
-    """torchvision Mask R-CNN training target from an instance label image.
-
-    Objects are taken in increasing label order. Boxes are pixel edges
-    ``[x_min, y_min, x_max + 1, y_max + 1]`` (see the module docstring), so every object with
-    at least one pixel has a box of positive width and height; labels that are absent (gaps in
-    the numbering) produce nothing, so no degenerate box is ever made.
-
-    Args:
-        labels: Instance labels (H, W), integer, 0 = background.
-
-    Returns:
-        ``{"boxes": float32 (N, 4), "labels": int64 (N,) all ones, "masks": uint8 (N, H, W)}``;
-        N = 0 gives boxes of shape (0, 4) and masks of shape (0, H, W).
-
-    Raises:
-        ValueError: ``labels`` is not a 2-D non-negative integer image.
-
-    Example:
-        >>> lab = np.zeros((4, 5), dtype=np.uint8)
-        >>> lab[1:3, 2:4] = 7
-        >>> labels_to_targets(lab)["boxes"].tolist()
-        [[2.0, 1.0, 4.0, 3.0]]
-    """
-    lab = check_label_image(labels, "labels")
-    if lab.ndim != 2:
-        raise ValueError(f"labels must be 2-D (H, W), got shape {lab.shape}")
-    h, w = lab.shape
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    boxes = np.zeros((ids.size, 4), dtype=np.float32)
-    masks = np.zeros((ids.size, h, w), dtype=np.uint8)
-    for i, obj in enumerate(ids.tolist()):
-        mask = lab == obj
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-        masks[i] = mask
-    return {
-        "boxes": torch.from_numpy(boxes),
-        "labels": torch.ones(ids.size, dtype=torch.int64),
-        "masks": torch.from_numpy(masks),
-    }
-
-
-def _check_positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def train_maskrcnn(
-    samples_iterator: Iterator[Sample],
-    config: MaskRCNNConfig,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: str | torch.device = "cpu",
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    model: NucleusMaskRCNN | None = None,
-) -> tuple[NucleusMaskRCNN, list[dict[str, float]]]:
-    """Train (or fine-tune) the nucleus Mask R-CNN.
-
-    Each sample is normalised exactly as at inference (``normalize_image``), then transformed
-    by a random dihedral view (``tta.augment``, the same view on image and labels) and turned
-    into a target with :func:`labels_to_targets`. Images without any object are kept as
-    negative examples (torchvision handles empty targets: its losses then only teach
-    background), so no batch has to be skipped. Images of different sizes may share a batch.
-
-    Optimiser: AdamW (weight decay 1e-4, fused kernel), chosen over torchvision's SGD recipe
-    because it trains the randomly initialised model stably without a tuned learning rate; the
-    learning rate warms up linearly over the first ``min(100, steps // 10)`` steps, then follows a
-    cosine decay to 5 % of ``lr``. Gradients are clipped to a global norm of 10. The loss is
-    the sum of torchvision's five losses.
-
-    Deterministic for a given seed on CPU (weights init, views, and torchvision's box
-    sampling all draw from generators seeded here; the global torch seed is set).
-
-    Args:
-        samples_iterator: Iterator of (image (H, W), labels (H, W)) samples, at least
-            ``steps * batch_size`` long.
-        config: Architecture (used when ``model`` is None).
-        steps: Optimiser steps (>= 1).
-        batch_size: Samples per step (>= 1).
-        lr: Peak learning rate (> 0; 1e-4 is a good start from scratch or from COCO).
-        seed: Random seed.
-        device: Where to train ("cpu", "cuda", ...).
-        on_step: Called after each step with (step, metrics).
-        model: Model to fine-tune (e.g. ``build_maskrcnn(config, coco_path)``); default a new
-            randomly initialised one built from ``config`` after seeding.
-
-    Returns:
-        The model (eval mode, on CPU) and the per-step history: dicts with ``step``, ``loss``
-        (total), the five torchvision losses (``loss_classifier``, ``loss_box_reg``,
-        ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``), ``n_objects``, ``lr`` and
-        ``seconds``.
-
-    Raises:
-        ValueError: Invalid ``steps``, ``batch_size`` or ``lr``, a bad sample, or the iterator
-            ran out.
-    """
-    steps = _check_positive(steps, "steps")
-    batch_size = _check_positive(batch_size, "batch_size")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(config, MaskRCNNConfig):
-        raise ValueError(f"config must be a MaskRCNNConfig, got {type(config).__name__}")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    dev = torch.device(device)
-    model = (model if model is not None else build_maskrcnn(config)).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=float(lr), weight_decay=1e-4, fused=True)
-    warmup = min(100, steps // 10)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.1 + 0.9 * step / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
-    model.train()
-    history: list[dict[str, float]] = []
-    for step in range(1, steps + 1):
-        started = time.perf_counter()
-        images, targets = [], []
-        for _ in range(batch_size):
-            try:
-                image, labels = next(samples_iterator)
-            except StopIteration:
-                raise ValueError(
-                    f"samples_iterator ran out at step {step} (needs {steps * batch_size} samples)"
-                ) from None
-            image, labels = _training_pair(image, labels, rng)
-            images.append(torch.from_numpy(image)[None].to(dev))
-            targets.append({k: v.to(dev) for k, v in labels_to_targets(labels).items()})
-        losses = model(images, targets)
-        loss = sum(losses.values())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        current_lr = float(schedule.get_last_lr()[0])
-        optimiser.step()
-        schedule.step()
-        metrics = {
-            "step": float(step),
-            "loss": float(loss.detach()),  # type: ignore[union-attr]
-            **{k: float(v.detach()) for k, v in losses.items()},
-            "n_objects": float(sum(int(t["boxes"].shape[0]) for t in targets)),
-            "lr": current_lr,
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(metrics)
-        if on_step is not None:
-            on_step(step, metrics)
-    model.eval().cpu()
-    return model, history
-
-
-def _training_pair(
-    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    img = np.asarray(image)
-    lab = check_label_image(labels, "labels")
-    if img.ndim != 2 or img.shape != lab.shape:
-        raise ValueError(
-            f"each sample must be (image (H, W), labels (H, W)); got {img.shape} and {lab.shape}"
-        )
-    view = DIHEDRAL_VIEWS[int(rng.integers(0, len(DIHEDRAL_VIEWS)))]
-    return augment(normalize_image(img), view), augment(lab, view)
-
-
-@contextlib.contextmanager
-def _inference_settings(model: MaskRCNN, config: MaskRCNNConfig) -> Iterator[None]:
-    """Apply the config's score threshold and detection cap to the ROI heads, then restore."""
-    heads = model.roi_heads
-    saved = heads.score_thresh, heads.detections_per_img
-    # torchvision keeps scores > score_thresh; one float32 step below gives scores >= threshold.
-    heads.score_thresh = float(np.nextafter(np.float32(config.score_threshold), np.float32(-1)))
-    heads.detections_per_img = config.box_detections_per_img
-    try:
-        yield
-    finally:
-        heads.score_thresh, heads.detections_per_img = saved
-
-
-def _check_batch(batch: Any) -> torch.Tensor:
-    if isinstance(batch, torch.Tensor):
-        x = batch.detach()
-    else:
-        arr = np.asarray(batch)
-        if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"batch must be numeric, got dtype {arr.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-    if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"batch must be (N, 1, H, W), got shape {tuple(x.shape)}")
-    return x.float()
-
-
-def _paint(
-    output: dict[str, torch.Tensor], shape: tuple[int, int], config: MaskRCNNConfig
-) -> np.ndarray:
-    """One image's detections -> uint32 labels, 1 = highest-scoring surviving object."""
-    scores = output["scores"].float()
-    keep = scores >= config.score_threshold
-    scores = scores[keep]
-    out = np.zeros(shape, dtype=np.uint32)
-    if scores.numel() == 0:
-        return out
-    masks = (output["masks"][keep, 0] > config.mask_threshold).cpu().numpy()
-    order = np.argsort(scores.cpu().numpy(), kind="stable")  # ascending: best painted last
-    painted = np.zeros(shape, dtype=np.int64)
-    for rank, index in enumerate(order.tolist(), start=1):
-        painted[masks[index]] = rank
-    counts = np.bincount(painted.ravel(), minlength=order.size + 1)
-    ranks = np.flatnonzero(counts >= max(1, config.min_object_size))
-    ranks = ranks[ranks > 0][::-1]  # surviving ranks, highest score first
-    lut = np.zeros(order.size + 1, dtype=np.uint32)
-    lut[ranks] = np.arange(1, ranks.size + 1, dtype=np.uint32)
-    return lut[painted]
-
-
-def predict_labels(
-    model: MaskRCNN, batch: np.ndarray | torch.Tensor, config: MaskRCNNConfig
-) -> list[np.ndarray]:
-    """Instance label images from a batch of normalised single-channel images.
-
-    Per image: detections with score >= ``config.score_threshold`` are kept (at most
-    ``config.box_detections_per_img``), their masks binarised (probability >
-    ``config.mask_threshold``) and painted in ascending score order, so the highest-scoring
-    object wins overlapping pixels; objects left with fewer than ``config.min_object_size``
-    pixels are dropped and the rest numbered 1..n by decreasing score. Runs under
-    ``torch.inference_mode`` on the model's device, ``config.inference_batch_size`` images per
-    forward pass; the model is put in eval mode.
-
-    Args:
-        model: A model from :func:`build_maskrcnn`, :func:`train_maskrcnn` or
-            :func:`load_maskrcnn`.
-        batch: Float array or tensor (N, 1, H, W), normalised with ``normalize_image``.
-        config: Inference settings (thresholds, minimum object size, batch size).
-
-    Returns:
-        N uint32 arrays (H, W), 0 = background, objects 1..n.
-
-    Raises:
-        ValueError: ``batch`` is not (N, 1, H, W) or ``config`` is not a MaskRCNNConfig.
-    """
-    if not isinstance(config, MaskRCNNConfig):
-        raise ValueError(f"config must be a MaskRCNNConfig, got {type(config).__name__}")
-    x = _check_batch(batch)
-    shape = (int(x.shape[2]), int(x.shape[3]))
-    device = next(model.parameters()).device
-    model.eval()
-    results: list[np.ndarray] = []
-    with _inference_settings(model, config), torch.inference_mode():
-        for start in range(0, x.shape[0], config.inference_batch_size):
-            chunk = x[start : start + config.inference_batch_size].to(device)
-            for output in model(list(chunk)):
-                results.append(_paint(output, shape, config))
-    return results
-
-
-def segment_instances(
-    model: MaskRCNN,
-    image2d: np.ndarray,
-    config: MaskRCNNConfig,
-    views: ViewsArg = 8,
-) -> tuple[np.ndarray, dict[int, float]]:
-    """Segment the nuclei of one image with Mask R-CNN, with test-time augmentation.
-
-    The image is normalised (``normalize_image``), its views are predicted in one call of
-    :func:`predict_labels` (``config.inference_batch_size`` views per forward pass), and the
-    de-augmented instances are merged by :func:`~morphoflow.segmentation.tta.merge_instances`
-    (same object when IoU >= 0.5, kept when found in a majority of views, pixel-wise majority
-    mask).
-
-    Args:
-        model: The Mask R-CNN.
-        image2d: Image (H, W) of any bit depth (the DNA channel).
-        config: Inference settings.
-        views: TTA views (see ``tta.select_views``): 8 = all dihedral views, 1 = no TTA (every
-            object then has agreement 1.0).
-
-    Returns:
-        ``(labels, agreement)``: uint32 labels (H, W) numbered 1..n, and for each label the
-        fraction of views that found the object.
-
-    Raises:
-        ValueError: ``image2d`` is not 2-D, or invalid ``views`` / ``config``.
-    """
-    img = np.asarray(image2d)
-    if img.ndim != 2 or min(img.shape) < 1:
-        raise ValueError(f"image2d must be a non-empty 2-D image (H, W), got shape {img.shape}")
-    normalised = normalize_image(img)[None]
-    return predict_instance_tta(
-        lambda batch: predict_labels(model, batch, config), normalised, views=views
-    )
-
-
 def save_maskrcnn(
     model: NucleusMaskRCNN,
     config: MaskRCNNConfig,
@@ -759,20 +430,3 @@ def load_maskrcnn(
     )
     model.eval().to(device)
     return model, config, dict(payload.get("metadata", {}))
-
-
-__all__ = [
-    "BACKBONES",
-    "MaskRCNNConfig",
-    "NucleusMaskRCNN",
-    "Sample",
-    "WeightsReport",
-    "build_maskrcnn",
-    "labels_to_targets",
-    "load_maskrcnn",
-    "load_weights",
-    "predict_labels",
-    "save_maskrcnn",
-    "segment_instances",
-    "train_maskrcnn",
-]

@@ -1,0 +1,228 @@
+"""Tests of morphoflow.segmentation.settings: one settings class, its defaults, one factory."""
+
+from __future__ import annotations
+
+import inspect
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+from typer.testing import CliRunner
+
+from morphoflow.cli import app, segment
+from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+from morphoflow.segmentation.onnx_model import load_predictor
+from morphoflow.segmentation.segmenter import segment_nuclei
+from morphoflow.segmentation.settings import (
+    CLI_DEFAULTS,
+    PIPELINE_DEFAULTS,
+    SegmenterSettings,
+    make_segmenter,
+)
+from morphoflow.segmentation.tta import VIEW_ORDER
+from tests.conftest import PROJECT_ROOT
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / name).read_text())
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_pipeline_yaml_repeats_pipeline_defaults() -> None:
+    nuclei = dict(_yaml("parameters_profiling.yml")["nuclei"])
+    nuclei.pop("labels_dir")
+    assert SegmenterSettings.from_params(nuclei, defaults=CLI_DEFAULTS) == PIPELINE_DEFAULTS
+    # every field is written in the YAML, none left to a code default
+    assert set(nuclei) == set(PIPELINE_DEFAULTS.to_params())
+
+
+def test_segmentation_yaml_postprocess_matches_pipeline_defaults() -> None:
+    postprocess = _yaml("parameters_segmentation.yml")["segmentation"]["postprocess"]
+    settings = SegmenterSettings.from_params(postprocess, defaults=PIPELINE_DEFAULTS)
+    assert (settings.threshold, settings.min_size) == (
+        PIPELINE_DEFAULTS.threshold,
+        PIPELINE_DEFAULTS.min_size,
+    )
+
+
+def test_cli_and_pipeline_defaults_differ_only_in_views() -> None:
+    assert CLI_DEFAULTS.views == VIEW_ORDER  # 8 views: one image at a time
+    assert PIPELINE_DEFAULTS.views == ("identity",)  # no TTA over a whole screen
+    assert {**CLI_DEFAULTS.to_params(), "views": None} == {
+        **PIPELINE_DEFAULTS.to_params(),
+        "views": None,
+    }
+    assert SegmenterSettings() == CLI_DEFAULTS
+
+
+def test_cli_options_default_to_cli_defaults() -> None:
+    options = inspect.signature(segment).parameters
+    assert options["views"].default == len(CLI_DEFAULTS.views)
+    assert options["threshold"].default == CLI_DEFAULTS.threshold
+    assert options["min_size"].default == CLI_DEFAULTS.min_size
+
+
+# ----------------------------------------------------------------------------- from_params
+
+
+def test_unknown_keys_are_all_named() -> None:
+    with pytest.raises(ValueError, match=r"unknown keys \['treshold', 'view'\]"):
+        SegmenterSettings.from_params({"view": 2, "treshold": 0.4, "min_size": 3})
+
+
+def test_missing_keys_come_from_the_given_defaults() -> None:
+    assert SegmenterSettings.from_params({}).views == VIEW_ORDER
+    assert SegmenterSettings.from_params({}, defaults=PIPELINE_DEFAULTS).views == ("identity",)
+    settings = SegmenterSettings.from_params({"min_size": 4, "model": None})
+    assert (settings.min_size, settings.model, settings.uses_default_model) == (4, "default", True)
+
+
+def test_round_trip_through_params() -> None:
+    settings = SegmenterSettings(model="m.onnx", views=["rot90", "identity"], threshold=0.4)
+    assert SegmenterSettings.from_params(settings.to_params()) == settings
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("threshold", 0.0, "threshold must be in"),
+        ("threshold", 1.0, "threshold must be in"),
+        ("threshold", "0.5", "threshold must be a number"),
+        ("min_size", -1, "min_size must be an int >= 0"),
+        ("min_size", 2.5, "min_size must be an int >= 0"),
+        ("batch_size", 0, "batch_size must be an int >= 1"),
+        ("batch_size", True, "batch_size must be an int >= 1"),
+    ],
+)
+def test_bad_values_name_their_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmenterSettings.from_params({field: value})
+
+
+# ----------------------------------------------------------------------------- views rule
+
+
+@pytest.mark.parametrize(
+    ("views", "expected"),
+    [
+        (1, ("identity",)),
+        (3, VIEW_ORDER[:3]),
+        (np.int64(8), VIEW_ORDER),
+        ("rot90", ("rot90",)),
+        (["rot90", "identity"], ("rot90", "identity")),  # names kept, in the given order
+    ],
+)
+def test_views_rule(views: object, expected: tuple[str, ...]) -> None:
+    assert SegmenterSettings(views=views).views == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("views", "message"),
+    [
+        (0, r"views must be in 1\.\.8, got 0"),
+        (9, r"views must be in 1\.\.8, got 9"),
+        (True, "views must be an int in 1..8 or view names"),
+        ([], "views is empty"),
+        (["identity", "identity"], "views repeats a view"),
+        (["rot45"], r"views has unknown views \['rot45'\]"),
+    ],
+)
+def test_bad_views_are_refused_by_name(views: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmenterSettings.from_params({"views": views})
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+@pytest.fixture(scope="module")
+def dna() -> np.ndarray:
+    """A uint16 DNA image (96, 96): six bright disks (radius 6-9 px) on a noisy background."""
+    rng = np.random.default_rng(31)
+    yy, xx = np.mgrid[:96, :96]
+    image = rng.normal(400.0, 20.0, (96, 96))
+    for y, x, r in [(15, 18, 7), (20, 60, 8), (48, 35, 6), (50, 78, 9), (78, 20, 7), (80, 60, 8)]:
+        image[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] += 3000.0
+    return np.clip(image, 0, 65535).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def predict():
+    return load_predictor(None)
+
+
+def test_local_segmenter_is_segment_nuclei_with_the_settings(dna: np.ndarray, predict) -> None:
+    settings = SegmenterSettings(views=["identity", "rot90"], threshold=0.6, min_size=4)
+    made = make_segmenter(settings, predict)(dna)
+    direct = segment_nuclei(predict, dna, views=("identity", "rot90"), threshold=0.6, min_size=4)
+    assert made.views == ("identity", "rot90")  # named views honoured, not "the first 2"
+    np.testing.assert_array_equal(made.labels, direct.labels)
+    assert made.labels.max() > 0
+
+
+def test_factory_refuses_what_it_cannot_use() -> None:
+    with pytest.raises(ValueError, match="settings must be a SegmenterSettings"):
+        make_segmenter({"views": 1}, partial(np.zeros))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be a predict function"):
+        make_segmenter(CLI_DEFAULTS, 3)  # type: ignore[arg-type]
+
+
+def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np.ndarray) -> None:
+    """Same settings -> same labels, from `morphoflow segment` and the pipeline node."""
+    root = tmp_path / "screen"
+    (root / "P1").mkdir(parents=True)
+    tifffile.imwrite(root / "P1" / "A01_s1_DNA.tif", dna)
+    table = pd.DataFrame(
+        [
+            {
+                "Metadata_Source": "s1",
+                "Metadata_Plate": "P1",
+                "Metadata_Well": "A01",
+                "Metadata_Site": 1,
+                "Path_DNA": "P1/A01_s1_DNA.tif",
+            }
+        ]
+    )
+    params = {
+        "model": "default",
+        "views": 2,
+        "threshold": 0.6,
+        "min_size": 8,
+        "batch_size": 4,
+        "labels_dir": str(tmp_path / "labels"),
+    }
+    nuclei = segment_nuclei_per_site(table, {"root": str(root)}, params, {"backend": "local"})
+    node_labels = tifffile.imread(tmp_path / "labels" / nuclei["Path_NucleiLabels"].iloc[0])
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(root / "P1" / "A01_s1_DNA.tif"),
+            "--out",
+            str(out),
+            "--views",
+            "2",
+            "--threshold",
+            "0.6",
+            "--min-size",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cli_labels = tifffile.imread(out / "A01_s1_DNA_labels.tif")
+    assert node_labels.max() > 0
+    np.testing.assert_array_equal(cli_labels, node_labels)
+
+
+def test_profiling_node_names_unknown_nuclei_keys(tmp_path: Path) -> None:
+    params = {"views": 1, "treshold": 0.5, "labels_dir": str(tmp_path / "labels")}
+    with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
+        segment_nuclei_per_site(pd.DataFrame(), {"root": str(tmp_path)}, params, {})
