@@ -51,6 +51,11 @@ def test_segmentation_yaml_postprocess_matches_pipeline_defaults() -> None:
     )
 
 
+def test_promotion_scores_with_the_cli_views() -> None:
+    # `morphoflow promote` / the evaluation pipeline score a candidate as users segment with it
+    assert _yaml("parameters_evaluation.yml")["evaluation"]["views"] == len(CLI_DEFAULTS.views)
+
+
 def test_cli_and_pipeline_defaults_differ_only_in_views() -> None:
     assert CLI_DEFAULTS.views == VIEW_ORDER  # 8 views: one image at a time
     assert PIPELINE_DEFAULTS.views == ("identity",)  # no TTA over a whole screen

@@ -37,9 +37,9 @@ def segment_screen(
     Args:
         table: Canonical image table.
         root: Screen folder.
-        segment: One image -> :class:`Segmentation`, e.g.
-            ``functools.partial(segment_nuclei, predict, views=8)`` or
-            :func:`morphoflow.serving.client.triton_segmenter`.
+        segment: One image -> :class:`Segmentation`, normally
+            :func:`morphoflow.segmentation.settings.make_segmenter` of a local model or a
+            Triton client.
         labels_dir: Folder for the label images.
 
     Returns:
