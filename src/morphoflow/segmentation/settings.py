@@ -34,19 +34,21 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from morphoflow.segmentation.segmenter import ProbabilityFn, Segmentation, segment_nuclei
 from morphoflow.segmentation.tta import ViewsArg, select_views
+
+if TYPE_CHECKING:  # the segmenter (pandas, scipy, scikit-image) loads when a segmenter is made
+    from morphoflow.segmentation.segmenter import ProbabilityFn, Segmentation
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
 """``model`` value meaning the U-Net shipped with morphoflow."""
 
-SegmentFn = Callable[[np.ndarray], Segmentation]
+SegmentFn = Callable[[np.ndarray], "Segmentation"]
 """2-D image (H, W), any bit depth -> :class:`~morphoflow.segmentation.segmenter.Segmentation`."""
 
 
@@ -169,6 +171,8 @@ def make_segmenter(
     Raises:
         ValueError: ``settings`` is not a SegmenterSettings, or ``backend`` is neither.
     """
+    from morphoflow.segmentation.segmenter import segment_nuclei
+
     if not isinstance(settings, SegmenterSettings):
         raise ValueError(f"settings must be a SegmenterSettings, got {type(settings).__name__}")
     if isinstance(backend, RemoteSegmenter):
