@@ -1,7 +1,7 @@
 """Compound activity prediction on the simulated ``library`` preset: full cross-validation.
 
 Simulates the library (1,200 compounds, profiles generated from the latent phenotype directly,
-no images; see :mod:`morphoflow.screen.compounds`), runs every modality on the scaffold split
+no images; see :mod:`morphoflow.simulate.compounds`), runs every modality on the scaffold split
 and the same-size k-means splits in MO and GE space (5 folds each), and prints JSON: per split
 and modality the counts of assays with median AUROC > 0.5 / 0.7 / 0.9, the median AUROC, the
 retrospective union, and the mean AUROC per simulated cause (``assay_truth.csv``). The same
@@ -29,7 +29,7 @@ from morphoflow.activity.evaluation import median_auroc, score_folds, summarize
 from morphoflow.activity.inputs import load_activity_data, read_assays, read_compounds
 from morphoflow.activity.models import ModelConfig, torch_threads
 from morphoflow.activity.splits import make_splits, split_hash
-from morphoflow.screen.compounds import simulate_compound_library
+from morphoflow.simulate.compounds import simulate_compound_library
 
 
 def main() -> None:

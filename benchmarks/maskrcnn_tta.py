@@ -20,23 +20,23 @@ from pathlib import Path
 
 import torch
 
-from morphoflow.screen.synthetic import simulate_screen
 from morphoflow.screen.table import load_screen
-from morphoflow.segmentation.scoring import (
-    evaluate_views,
-    iter_dna_and_truth,
-    split_by_plate,
-    spread_sites,
-)
 from morphoflow.segmentation.maskrcnn import (
     MaskRCNNConfig,
     build_maskrcnn,
     segment_instances,
     train_maskrcnn,
 )
+from morphoflow.segmentation.scoring import (
+    evaluate_views,
+    iter_dna_and_truth,
+    split_by_plate,
+    spread_sites,
+)
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.training import cycle_samples
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
+from morphoflow.simulate import simulate_screen
 
 
 def main() -> None:

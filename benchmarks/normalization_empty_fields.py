@@ -46,9 +46,9 @@ from morphoflow.segmentation.postprocess import (  # noqa: E402
     normalize_image,
 )
 from morphoflow.segmentation.segmenter import segment_nuclei  # noqa: E402
-from morphoflow.segmentation.synthetic_nuclei import empty_field  # noqa: E402
 from morphoflow.segmentation.train_default import validation_set  # noqa: E402
 from morphoflow.segmentation.unet import load_unet, predict_probabilities  # noqa: E402
+from morphoflow.simulate.nuclei import empty_field  # noqa: E402
 
 BEFORE, AFTER = None, EMPTY_FIELD_CONTRAST
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model_validation_metadata": meta.get("validation", {}),
         "empty_fields": {
             "image": "256 x 256 uint16, 20 % left-to-right gradient, 2 e-/ADU shot noise, "
-            "3 ADU read noise, offset 100 ADU (synthetic_nuclei.empty_field)",
+            "3 ADU read noise, offset 100 ADU (simulate.nuclei.empty_field)",
             "rows": _empty_fields(predict, args.backgrounds, args.seeds),
         },
         "synthetic_validation": {

@@ -30,9 +30,9 @@ from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.classical import classical_features
 from morphoflow.profiling.crops import crop_cells
 from morphoflow.profiling.extract import profile_sites
-from morphoflow.screen.synthetic import ScreenPreset, render_site, simulate_screen
 from morphoflow.screen.table import load_screen
 from morphoflow.segmentation.segmenter import nuclei_table
+from morphoflow.simulate import ScreenPreset, render_site, simulate_screen
 
 
 def _sites(n: int, size: int = 256, cells: int = 25):

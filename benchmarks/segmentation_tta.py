@@ -3,7 +3,7 @@
 For each device (CPU, and CUDA when available): the median latency of segmenting one 512 x 512
 image with 1 view and with 8 views (the 8 dihedral views go through the network as one batch),
 after a warm-up, and the DSB 2018 score of each on N simulated 512 x 512 Cell Painting sites
-(DNA channel of :func:`morphoflow.screen.synthetic.render_site`). The sites use seeds from
+(DNA channel of :func:`morphoflow.simulate.render.render_site`). The sites use seeds from
 ``--seed-start`` (default 10000), away from the small seeds the tests use.
 
 Prints one JSON document. Not a test: numbers depend on the machine (and, on a shared machine,
@@ -29,12 +29,12 @@ from functools import partial
 import numpy as np
 import torch
 
-from morphoflow.screen.synthetic import render_site
 from morphoflow.segmentation.metrics import dsb_score
 from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.tta import augment_batch, select_views
 from morphoflow.segmentation.unet import DEFAULT_MODEL_PATH, load_unet, predict_probabilities
+from morphoflow.simulate import render_site
 
 VIEWS = (1, 8)
 

@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from morphoflow.backbone import scale_crops
-    from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
+    from morphoflow.simulate.nuclei import random_nuclei_image
 
     image, _ = random_nuclei_image(np.random.default_rng(0), (args.image_size, args.image_size))
     image = image.astype(np.float32)

@@ -62,12 +62,13 @@ def simulate_screen(
     ] = 0,
 ) -> None:
     """Generate a simulated Cell Painting screen with ground truth (masks, MoAs, strengths)."""
-    from morphoflow.screen.synthetic import simulate_screen as simulate
+    from morphoflow.simulate import SIMULATE_PRESETS, simulate_compound_library
+    from morphoflow.simulate import simulate_screen as simulate
 
+    if preset not in SIMULATE_PRESETS:
+        _fail(f"--preset must be one of {list(SIMULATE_PRESETS)}, got {preset!r}")
     try:
-        if preset == "library":  # compound activity: no images (see morphoflow.screen.compounds)
-            from morphoflow.screen.compounds import simulate_compound_library
-
+        if preset == "library":  # compound activity: no images (see morphoflow.simulate.compounds)
             summary = simulate_compound_library(out, seed=seed)
         else:
             summary = simulate(out, preset=preset, seed=seed, progress=True)

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """400 simulated compounds (library preset, seed 0): profiles from the latent phenotype."""
-    from morphoflow.screen.compounds import simulate_compound_library
+    from morphoflow.simulate.compounds import simulate_compound_library
 
     out = tmp_path_factory.mktemp("activity") / "library"
     simulate_compound_library(out, n_compounds=400, seed=0)

@@ -1,4 +1,4 @@
-"""The simulated compounds and assays (morphoflow.screen.compounds)."""
+"""The simulated compounds and assays (morphoflow.simulate.compounds)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphoflow.screen.compounds import (
+from morphoflow.simulate.compounds import (
     CAUSES,
     SCAFFOLDS,
     SUBSTITUENTS,
@@ -48,7 +48,7 @@ def test_library_refuses_to_overwrite_another_folder(tmp_path: Path) -> None:
 
 def test_screen_compounds_are_deterministic_and_controls_have_no_smiles(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    from morphoflow.screen.synthetic import LATENT_DIMS
+    from morphoflow.simulate import LATENT_DIMS
 
     rows = [
         {

@@ -65,7 +65,7 @@ def run_pipeline(kedro_project: Path) -> Callable[..., subprocess.CompletedProce
 def simulate_tiny_screen(out: Path, seed: int = 3, **overrides: Any) -> Path:
     """A small simulated screen with ground-truth masks (2 sources x 2 plates, 128 px sites,
     2 MoAs x 4 treatments by default; ``overrides`` change ScreenPreset fields)."""
-    from morphoflow.screen.synthetic import ScreenPreset, simulate_screen
+    from morphoflow.simulate import ScreenPreset, simulate_screen
 
     settings: dict[str, Any] = {
         "n_sources": 2,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from morphoflow.screen.compounds import simulate_compound_library
+from morphoflow.simulate.compounds import simulate_compound_library
 
 FAST = {
     "activity.folds": "[0]",

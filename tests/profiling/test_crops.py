@@ -11,7 +11,7 @@ import pytest
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.crops import crop_cells, load_site_crops, save_site_crops
 from morphoflow.profiling.illumination import compress_8bit, correct, illumination_function
-from morphoflow.screen.synthetic import render_site
+from morphoflow.simulate import render_site
 
 
 def _two_cells() -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:

@@ -12,7 +12,6 @@ import tifffile
 from typer.testing import CliRunner
 
 from morphoflow.cli import app
-from morphoflow.screen.synthetic import render_site
 from morphoflow.segmentation.files import (
     base_stem,
     collect_images,
@@ -23,6 +22,7 @@ from morphoflow.segmentation.files import (
     unique_stems,
     write_labels,
 )
+from morphoflow.simulate import render_site
 
 COLUMNS = [
     "ObjectNumber",

@@ -36,7 +36,7 @@ from morphoflow.segmentation.maskrcnn import (
     train_maskrcnn,
 )
 from morphoflow.segmentation.maskrcnn import inference as maskrcnn_inference
-from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
+from morphoflow.simulate.nuclei import random_nuclei_image
 
 # Random weights + score threshold 0: every image gets detections, capped to keep it fast.
 TINY = MaskRCNNConfig(

@@ -11,8 +11,8 @@ from morphoflow.lifecycle.export import export_unet_onnx
 from morphoflow.segmentation.onnx_model import OnnxUNet, load_predictor
 from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.segmenter import segment_nuclei
-from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
+from morphoflow.simulate.nuclei import random_nuclei_image
 
 
 @pytest.fixture(scope="module")

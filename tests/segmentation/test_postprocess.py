@@ -19,7 +19,7 @@ from morphoflow.segmentation.postprocess import (
     normalize_image,
     probabilities_to_labels,
 )
-from morphoflow.segmentation.synthetic_nuclei import empty_field
+from morphoflow.simulate.nuclei import empty_field
 
 
 def _two_touching_discs(shape=(64, 64)) -> np.ndarray:

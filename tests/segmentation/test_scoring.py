@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from morphoflow.screen.constants import TRUTH_COLUMN
-from morphoflow.screen.synthetic import render_site
+from morphoflow.segmentation.metrics import dsb_image_score
 from morphoflow.segmentation.scoring import (
     evaluate_views,
     flat_metrics,
@@ -21,10 +21,10 @@ from morphoflow.segmentation.scoring import (
     scores_table,
     split_by_plate,
 )
-from morphoflow.segmentation.metrics import dsb_image_score
 from morphoflow.segmentation.screen import labels_relpath, segment_screen
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
+from morphoflow.simulate import render_site
 
 
 def _plates_table() -> pd.DataFrame:

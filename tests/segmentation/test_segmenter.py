@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphoflow.screen.synthetic import render_site
 from morphoflow.segmentation.metrics import dsb_image_score
 from morphoflow.segmentation.segmenter import (
     ProbabilityFn,
@@ -18,6 +17,7 @@ from morphoflow.segmentation.segmenter import (
 )
 from morphoflow.segmentation.tta import VIEW_ORDER
 from morphoflow.segmentation.unet import load_unet, predict_probabilities
+from morphoflow.simulate import render_site
 
 #: Per-site DSB floor of the shipped model on crowded 256 px simulated sites (40 nuclei).
 #: Measured on this CPU: 0.995 / 1.000 / 0.990 (views=1) and 0.990 / 1.000 / 0.995 (views=8)
@@ -185,7 +185,7 @@ def test_empty_gradient_field_gives_no_nucleus_with_any_views(
     # A background-only uint16 tile, 20 % brighter on the right, shot + read noise. Before the
     # empty-field test the per-image stretch made nuclei of it (here 4 with one view; 256 px
     # tiles: benchmarks/results/normalization_empty_fields.json).
-    from morphoflow.segmentation.synthetic_nuclei import empty_field
+    from morphoflow.simulate.nuclei import empty_field
 
     image = empty_field(np.random.default_rng(1), (128, 128), background=background)
     for views in (1, 8):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from morphoflow.screen.synthetic import render_site
 from morphoflow.segmentation.training import (
     TrainConfig,
     cycle_samples,
@@ -18,6 +17,7 @@ from morphoflow.segmentation.training import (
     train_unet,
 )
 from morphoflow.segmentation.unet import NucleusUNet, UNetConfig
+from morphoflow.simulate import render_site
 
 TINY = UNetConfig(base=4, depth=2)
 

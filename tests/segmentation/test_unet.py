@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from morphoflow.screen.synthetic import render_site
 from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.unet import (
     DEFAULT_MODEL_PATH,
@@ -18,6 +17,7 @@ from morphoflow.segmentation.unet import (
     predict_probabilities,
     save_unet,
 )
+from morphoflow.simulate import render_site
 
 
 @pytest.fixture(scope="module")

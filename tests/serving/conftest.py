@@ -135,7 +135,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def real_looking_dna(size: tuple[int, int] = (160, 144), seed: int = 0) -> np.ndarray:
     """A uint16 DNA image with nuclei from the synthetic nuclei generator."""
-    from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
+    from morphoflow.simulate.nuclei import random_nuclei_image
 
     image, _ = random_nuclei_image(np.random.default_rng(seed), size)
     return image

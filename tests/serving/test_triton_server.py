@@ -62,7 +62,7 @@ def test_served_empty_field_has_no_nuclei(
 ) -> None:
     # Issue 12, item 7: nuclei_tta normalises with the same code as offline segmentation, so a
     # background-only tile with a 20 % illumination gradient gives no nucleus there either.
-    from morphoflow.segmentation.synthetic_nuclei import empty_field
+    from morphoflow.simulate.nuclei import empty_field
 
     server, _ = triton
     image = empty_field(np.random.default_rng(1), (128, 128), background=2000.0)

@@ -53,12 +53,12 @@ def unet_parity_inputs(
 ) -> list[np.ndarray]:
     """Normalised synthetic nucleus images, one batch (N, 1, H, W) per ``(N, H, W)``.
 
-    Real-looking inputs (:mod:`morphoflow.segmentation.synthetic_nuclei` draws, normalised as
+    Real-looking inputs (:mod:`morphoflow.simulate.nuclei` draws, normalised as
     the segmenter does) make the parity check meaningful: the U-Net's activations stay in the
     range it sees in production.
     """
     from morphoflow.segmentation.postprocess import normalize_image
-    from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
+    from morphoflow.simulate.nuclei import random_nuclei_image
 
     rng = np.random.default_rng(seed)
     batches = []

@@ -12,7 +12,7 @@ The SHA-256 of the manifest itself (:attr:`Heldout.digest`) identifies the set i
 records, so two decisions can be checked to have used the same data.
 
 - :func:`freeze_segmentation_heldout`: deterministic synthetic nucleus images + ground-truth
-  masks (:mod:`morphoflow.segmentation.synthetic_nuclei`, a seed the shipped model was not
+  masks (:mod:`morphoflow.simulate.nuclei`, a seed the shipped model was not
   trained on) as ``images/NNN.tif`` + ``masks/NNN.tif``.
 - :func:`freeze_featurizer_heldout`: a subset of plates of a profiling crop store
   (``crops/<plate>/<well>_s<site>.npz`` + ``crop_index.parquet``).
@@ -184,7 +184,7 @@ def freeze_segmentation_heldout(
 ) -> Heldout:
     """Write a deterministic synthetic nucleus held-out set and its manifest.
 
-    Images are :func:`~morphoflow.segmentation.synthetic_nuclei.random_nuclei_image` draws
+    Images are :func:`~morphoflow.simulate.nuclei.random_nuclei_image` draws
     (wide domain: sizes, densities, bit depths, noise) from ``seed``; the shipped U-Net was
     trained on other seeds. Each image ``images/NNN.tif`` has its ground truth
     ``masks/NNN.tif`` (uint32 instance labels). The folder is filled in a staging directory and
@@ -206,7 +206,7 @@ def freeze_segmentation_heldout(
     import numpy as np
 
     from morphoflow.screen.io import write_tiff_atomic
-    from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
+    from morphoflow.simulate.nuclei import random_nuclei_image
 
     if int(n_images) < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images!r}")
@@ -221,7 +221,7 @@ def freeze_segmentation_heldout(
             write_tiff_atomic(staging / "images" / f"{i:03d}.tif", image)
             write_tiff_atomic(staging / "masks" / f"{i:03d}.tif", labels.astype(np.uint32))
         source = {
-            "generator": "morphoflow.segmentation.synthetic_nuclei.random_nuclei_image",
+            "generator": "morphoflow.simulate.nuclei.random_nuclei_image",
             "n_images": int(n_images),
             "size": int(size),
             "seed": int(seed),

@@ -1,7 +1,7 @@
 """Train the nucleus U-Net shipped with morphoflow (``assets/nuclei_unet.pt``).
 
-Training data: wide-domain synthetic nuclei (:mod:`morphoflow.segmentation.synthetic_nuclei`)
-mixed with DNA channels of simulated Cell Painting sites (:mod:`morphoflow.screen.synthetic`),
+Training data: wide-domain synthetic nuclei (:mod:`morphoflow.simulate.nuclei`)
+mixed with DNA channels of simulated Cell Painting sites (:mod:`morphoflow.simulate`),
 generated on the fly by DataLoader workers. Validation: DSB 2018 score with and without TTA on
 fixed held-out draws of both (other seeds). Reproduce with::
 
@@ -26,9 +26,9 @@ import torch
 
 from morphoflow.segmentation.metrics import dsb_score
 from morphoflow.segmentation.segmenter import segment_nuclei
-from morphoflow.segmentation.synthetic_nuclei import random_nuclei_image
 from morphoflow.segmentation.training import TrainConfig, make_batch
 from morphoflow.segmentation.unet import NucleusUNet, UNetConfig, predict_probabilities, save_unet
+from morphoflow.simulate.nuclei import random_nuclei_image
 from morphoflow.torch_files import resolve_device
 
 Sample = tuple[np.ndarray, np.ndarray]
@@ -37,7 +37,7 @@ Sample = tuple[np.ndarray, np.ndarray]
 def screen_site_sample(rng: np.random.Generator) -> Sample:
     """DNA channel and truth of one simulated Cell Painting site with a random cell line look,
     optics and phenotype shift."""
-    from morphoflow.screen.synthetic import LATENT_DIMS, CellLine, Optics, render_site
+    from morphoflow.simulate import LATENT_DIMS, CellLine, Optics, render_site
 
     line = CellLine(
         nucleus_radius=float(rng.uniform(6.0, 16.0)),

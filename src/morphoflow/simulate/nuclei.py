@@ -7,7 +7,7 @@ and haze, focus blur, photon shot noise and read noise, and bit depth (8, 12 or 
 random share of the range used and occasional saturation). The label image follows the drawing
 order: where nuclei overlap, the one drawn last owns the pixels.
 
-The Cell Painting screen simulator (:mod:`morphoflow.screen.synthetic`) renders one narrow
+The Cell Painting screen simulator (:mod:`morphoflow.simulate`) renders one narrow
 domain on purpose (its cell lines); this generator is deliberately broad.
 """
 

@@ -1,4 +1,4 @@
-"""Tests of morphoflow.screen.synthetic: the simulated Cell Painting screen."""
+"""Tests of morphoflow.simulate (design, render, write): the simulated Cell Painting screen."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from morphoflow.screen.constants import CHANNELS, WELL_PATTERN
-from morphoflow.screen.synthetic import (
+from morphoflow.simulate import (
     FORMAT,
     INACTIVE_MOA,
     LATENT_DIMS,
@@ -355,12 +355,12 @@ def test_refuses_a_foreign_non_empty_folder(tmp_path: Path) -> None:
 
 
 def test_a_crash_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import morphoflow.screen.synthetic as synthetic
+    import morphoflow.simulate.write as write
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synthetic, "_move_into_place", boom)
+    monkeypatch.setattr(write, "_move_into_place", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         simulate_screen(tmp_path / "screen", SMALLEST, seed=0)
     assert list(tmp_path.iterdir()) == []
@@ -381,6 +381,24 @@ def test_simulate_screen_rejects_bad_arguments(tmp_path: Path, kwargs: dict, nam
     with pytest.raises(ValueError, match=name):
         simulate_screen(tmp_path / "screen", **{"preset": SMALLEST, **kwargs})
     assert not (tmp_path / "screen").exists()
+
+
+def test_cli_names_every_preset_when_one_is_unknown(tmp_path: Path) -> None:
+    """``simulate-screen --preset`` accepts the screen presets and ``library``; an unknown name
+    is refused before anything is written, with all of them listed (library was missing)."""
+    from typer.testing import CliRunner
+
+    from morphoflow.cli import app
+    from morphoflow.simulate import SIMULATE_PRESETS
+
+    assert SIMULATE_PRESETS == ("demo", "benchmark", "library")
+    result = CliRunner().invoke(
+        app, ["simulate-screen", "--out", str(tmp_path / "x"), "--preset", "huge"]
+    )
+    assert result.exit_code == 2
+    assert "['demo', 'benchmark', 'library']" in result.output
+    assert "'huge'" in result.output
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from morphoflow.atomic import atomic_dir
+from morphoflow.simulate.design import EFFECT_SIZES, LATENT_DIMS
 
 #: Scaffolds with two attachment points ``{R1}``, ``{R2}`` (filled with a substituent SMILES).
 SCAFFOLDS: tuple[str, ...] = (
@@ -103,7 +104,7 @@ SUBSTITUENTS: tuple[str, ...] = (
     "CO",
 )
 
-_STREAM = 0xC0DE  # key of this module's seed sequences (never used by synthetic.py)
+_STREAM = 0xC0DE  # key of this module's seed sequences (never used by design.py)
 _TAG_CHEM, _TAG_BIO, _TAG_VIEW, _TAG_ASSAY, _TAG_SCREEN = range(1, 6)
 
 CAUSES = ("phenotype", "structure", "both", "count", "noise")
@@ -162,8 +163,6 @@ def _chemistry(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def _views(seed: int, n_mo: int, n_ge: int) -> dict[str, np.ndarray]:
-    from morphoflow.screen.synthetic import LATENT_DIMS
-
     rng = _rng(seed, _TAG_VIEW)
     d = len(LATENT_DIMS)
     count = LATENT_DIMS.index("cell_count")
@@ -249,8 +248,6 @@ def _assays(
 def _biology(
     rng: np.random.Generator, scaffolds: np.ndarray, n_moas: int, p_scaffold_moa: float
 ) -> dict[str, np.ndarray]:
-    from morphoflow.screen.synthetic import EFFECT_SIZES, LATENT_DIMS
-
     d = len(LATENT_DIMS)
     directions = np.zeros((n_moas, d))
     for k in range(n_moas):
@@ -324,8 +321,6 @@ def simulate_compound_library(
     unknown = sorted(set(counts) - set(CAUSES))
     if unknown:
         raise ValueError(f"assays: unknown cause(s) {unknown}; known {list(CAUSES)}")
-    from morphoflow.screen.synthetic import LATENT_DIMS
-
     chem = _chemistry(_rng(seed, _TAG_CHEM), int(n_compounds))
     ids = [f"CPD{i + 1:05d}" for i in range(len(chem))]
     bio = _biology(_rng(seed, _TAG_BIO), chem["scaffold"].to_numpy(), n_moas, 0.6)
@@ -422,7 +417,7 @@ def _is_library(folder: Path) -> bool:
 def write_screen_compounds(root: str | Path, truth: pd.DataFrame, seed: int) -> dict[str, int]:
     """Compounds, assays and a GE-like profile table for a simulated screen's treatments.
 
-    Called by :func:`morphoflow.screen.synthetic.simulate_screen` while it writes the screen
+    Called by :func:`morphoflow.simulate.write.simulate_screen` while it writes the screen
     (inside its temporary folder); draws only from this module's stream.
 
     Args:
@@ -439,8 +434,6 @@ def write_screen_compounds(root: str | Path, truth: pd.DataFrame, seed: int) -> 
     Returns:
         Counts: ``n_compounds``, ``n_assays``.
     """
-    from morphoflow.screen.synthetic import LATENT_DIMS
-
     root = Path(root)
     treatments = truth[truth["kind"] != "control"].reset_index(drop=True)
     controls = truth.loc[truth["kind"] == "control", "Metadata_Treatment"].tolist()
