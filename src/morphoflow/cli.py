@@ -14,6 +14,7 @@ import click
 import typer
 
 import morphoflow
+from morphoflow.lifecycle.heldout import SEGMENTATION_HELDOUT
 from morphoflow.segmentation.settings import CLI_DEFAULTS
 
 #: Kedro imports ``<package>.cli`` and merges its ``cli`` click group into the ``kedro``
@@ -371,9 +372,16 @@ def freeze_heldout_command(
         Path | None,
         typer.Option(help="Folder to create; default: data/05_model_input/heldout/<kind>."),
     ] = None,
-    n_images: Annotated[int, typer.Option(help="segmentation: number of images.")] = 12,
-    size: Annotated[int, typer.Option(help="segmentation: image side in pixels.")] = 128,
-    seed: Annotated[int, typer.Option(help="segmentation: random seed.")] = 2018,
+    # defaults: lifecycle.heldout.SegmentationHeldoutSettings, as the evaluation pipeline's
+    n_images: Annotated[
+        int, typer.Option(help="segmentation: number of images.")
+    ] = SEGMENTATION_HELDOUT.n_images,
+    size: Annotated[
+        int, typer.Option(help="segmentation: image side in pixels.")
+    ] = SEGMENTATION_HELDOUT.size,
+    seed: Annotated[
+        int, typer.Option(help="segmentation: random seed.")
+    ] = SEGMENTATION_HELDOUT.seed,
     crops_dir: Annotated[Path, typer.Option(help="featurizer: the profiling crop store.")] = Path(
         "data/05_model_input/crops"
     ),

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
@@ -19,6 +20,7 @@ from morphoflow.learning.train import (
     plot_confusion,
     train_wsl,
 )
+from tests.conftest import PROJECT_ROOT
 from tests.learning import write_crop_set
 
 
@@ -32,6 +34,38 @@ def crop_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pa
 def _config(**changes: object) -> WSLConfig:
     base = {"epochs": 3, "batch_size": 8, "lr": 0.02, "seed": 0, "device": "cpu"}
     return WSLConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def _parameters(name: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text())
+
+
+def test_pipeline_yaml_names_only_its_deliberate_differences_from_wslconfig() -> None:
+    """Each WSL default is declared once: WSLConfig holds the library's (the paper's 30
+    epochs), training.config only the keys where the pipeline differs on purpose (3 epochs for
+    the CPU demo), so a value repeated in the YAML, or a key WSLConfig does not know, fails."""
+    defaults = WSLConfig().to_dict()
+    assert defaults["epochs"] == 30  # the paper's
+    config = _parameters("training")["training"]["config"]
+    assert set(config) <= set(defaults), sorted(set(config) - set(defaults))
+    repeated = sorted(k for k, v in config.items() if v == defaults[k])
+    assert not repeated, f"training.config repeats WSLConfig's defaults: {repeated}"
+    assert config == {
+        "epochs": 3,
+        "label_col": "Metadata_Label",
+        "checkpoint_dir": "data/06_models/wsl_checkpoints",
+    }
+    assert WSLConfig.from_params(config).epochs == 3
+    wsl = _parameters("representation_comparison")["representation_comparison"]["wsl"]
+    assert wsl["epochs"] == config["epochs"]  # the comparison trains as long as the pipeline
+    assert set(wsl["config"] or {}) <= set(defaults)
+
+
+def test_config_from_params_names_unknown_keys() -> None:
+    assert WSLConfig.from_params(None) == WSLConfig()
+    assert WSLConfig.from_params({"lr": 0.01}) == WSLConfig(lr=0.01)
+    with pytest.raises(ValueError, match=r"unknown WSLConfig parameter\(s\) \['epoch'\]"):
+        WSLConfig.from_params({"epoch": 3})
 
 
 def test_config_validates_arguments() -> None:

@@ -11,11 +11,38 @@ import pytest
 from morphoflow.lifecycle.evaluate import evaluate_featurizer_onnx, evaluate_segmentation_onnx
 from morphoflow.lifecycle.heldout import (
     HeldoutError,
+    SegmentationHeldoutSettings,
     freeze_featurizer_heldout,
     freeze_segmentation_heldout,
     verify_heldout,
 )
 from tests.lifecycle.conftest import Blind, MeanPool, export_featurizer, write_crop_store
+
+
+def test_segmentation_draw_defaults_are_declared_once() -> None:
+    """12 images of 128 px, seed 2018: declared in SegmentationHeldoutSettings only; the
+    function, ``morphoflow freeze-heldout`` and the evaluation pipeline's freeze_if_missing
+    (whose YAML names only ``enabled``) take them from there (the YAML repeated them before)."""
+    import inspect
+
+    import yaml
+
+    from morphoflow.cli import freeze_heldout_command
+    from tests.conftest import PROJECT_ROOT
+
+    defaults = SegmentationHeldoutSettings()
+    assert (defaults.n_images, defaults.size, defaults.seed) == (12, 128, 2018)
+    conf = PROJECT_ROOT / "conf" / "base" / "parameters_evaluation.yml"
+    assert yaml.safe_load(conf.read_text())["evaluation"]["freeze_if_missing"] == {"enabled": True}
+    for function in (freeze_segmentation_heldout, freeze_heldout_command):
+        parameters = inspect.signature(function).parameters
+        for name in ("n_images", "size", "seed"):
+            assert parameters[name].default == getattr(defaults, name), (function, name)
+    assert SegmentationHeldoutSettings.from_params({"size": "64"}).size == 64
+    with pytest.raises(ValueError, match=r"unknown held-out parameter\(s\) \['images'\]"):
+        SegmentationHeldoutSettings.from_params({"images": 4})
+    with pytest.raises(ValueError, match="n_images must be >= 1"):
+        SegmentationHeldoutSettings(n_images=0)
 
 
 def test_segmentation_set_is_deterministic_and_verified(tmp_path: Path, seg_heldout) -> None:

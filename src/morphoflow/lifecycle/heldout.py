@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from morphoflow.atomic import atomic_dir, write_text_atomic
+
+if TYPE_CHECKING:  # pandas loads only when a featurizer set is frozen: the CLI starts fast
+    import pandas as pd
 
 HELDOUT_FORMAT = "morphoflow-heldout/1"
 MANIFEST = "manifest.json"
@@ -46,6 +47,56 @@ DEFAULT_HELDOUT_DIRS = {
 
 class HeldoutError(ValueError):
     """A held-out set is missing, malformed, or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class SegmentationHeldoutSettings:
+    """How the synthetic segmentation held-out set is drawn.
+
+    The one declaration of these defaults: :func:`freeze_segmentation_heldout`,
+    ``morphoflow freeze-heldout`` and the evaluation pipeline's ``freeze_if_missing``
+    (``conf/base/parameters_evaluation.yml`` names only ``enabled``; a test keeps it so) all
+    take them from here, on purpose the same for every entry point: whichever freezes the set
+    first, promotion scores on the same images.
+
+    Attributes:
+        n_images: Number of images (>= 1).
+        size: Image side in pixels (>= 32).
+        seed: Random seed (one the shipped U-Net was not trained on).
+
+    Raises:
+        ValueError: ``n_images`` or ``size`` out of range.
+    """
+
+    n_images: int = 12
+    size: int = 128
+    seed: int = 2018
+
+    def __post_init__(self) -> None:
+        if int(self.n_images) < 1:
+            raise ValueError(f"n_images must be >= 1, got {self.n_images!r}")
+        if int(self.size) < 32:
+            raise ValueError(f"size must be >= 32, got {self.size!r}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> SegmentationHeldoutSettings:
+        """Build from a parameters mapping; absent keys take the defaults, unknown keys are an
+        error naming them.
+
+        Example:
+            >>> SegmentationHeldoutSettings.from_params({"size": 64})
+            SegmentationHeldoutSettings(n_images=12, size=64, seed=2018)
+        """
+        params = dict(params or {})
+        known = [f for f in cls.__dataclass_fields__]
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"unknown held-out parameter(s) {unknown}; known: {known}")
+        return cls(**{k: int(v) for k, v in params.items()})
+
+
+#: The defaults of :class:`SegmentationHeldoutSettings` (the CLI's option defaults).
+SEGMENTATION_HELDOUT = SegmentationHeldoutSettings()
 
 
 @dataclass(frozen=True)
@@ -180,7 +231,10 @@ def _check_fresh(out_dir: Path) -> None:
 
 
 def freeze_segmentation_heldout(
-    out_dir: str | Path, n_images: int = 12, size: int = 128, seed: int = 2018
+    out_dir: str | Path,
+    n_images: int = SEGMENTATION_HELDOUT.n_images,
+    size: int = SEGMENTATION_HELDOUT.size,
+    seed: int = SEGMENTATION_HELDOUT.seed,
 ) -> Heldout:
     """Write a deterministic synthetic nucleus held-out set and its manifest.
 
@@ -196,6 +250,8 @@ def freeze_segmentation_heldout(
         size: Image side in pixels (>= 32).
         seed: Random seed: the same arguments give byte-identical files.
 
+    The defaults are :class:`SegmentationHeldoutSettings`'.
+
     Returns:
         The :class:`Heldout`.
 
@@ -208,10 +264,7 @@ def freeze_segmentation_heldout(
     from morphoflow.screen.io import write_tiff_atomic
     from morphoflow.simulate.nuclei import random_nuclei_image
 
-    if int(n_images) < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images!r}")
-    if int(size) < 32:
-        raise ValueError(f"size must be >= 32, got {size!r}")
+    SegmentationHeldoutSettings(n_images, size, seed)  # the range checks
     out_dir = Path(out_dir)
     _check_fresh(out_dir)
     with atomic_dir(out_dir) as staging:
@@ -278,6 +331,8 @@ def freeze_featurizer_heldout(
         FileNotFoundError: ``crops_dir``, the index, or a crop file is missing.
         ValueError: The index lacks columns, has no stored crops, or names unknown plates.
     """
+    import pandas as pd
+
     from morphoflow.screen.constants import METADATA_COLUMNS
 
     crops_dir = Path(crops_dir)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from morphoflow.lifecycle.heldout import DEFAULT_HELDOUT_DIRS, freeze_segmentation_heldout
+from morphoflow.lifecycle.heldout import (
+    DEFAULT_HELDOUT_DIRS,
+    SegmentationHeldoutSettings,
+    freeze_segmentation_heldout,
+)
 from morphoflow.lifecycle.promotion import PromotionRefused, candidate_kind, promote
 from morphoflow.pipelines.mlflow_metrics import metric_values
 
@@ -24,16 +28,11 @@ def prepare_heldout(params: dict[str, Any]) -> dict[str, Any]:
     else:
         folder = DEFAULT_HELDOUT_DIRS.get(kind) if kind else None
     frozen_now = False
-    freeze = params.get("freeze_if_missing", {})
-    if (
-        kind == "segmentation"
-        and folder is not None
-        and not folder.exists()
-        and freeze.get("enabled", False)
-    ):
-        freeze_segmentation_heldout(
-            folder, int(freeze["n_images"]), int(freeze["size"]), int(freeze["seed"])
-        )
+    freeze = dict(params.get("freeze_if_missing") or {})
+    enabled = bool(freeze.pop("enabled", False))
+    draw = SegmentationHeldoutSettings.from_params(freeze)  # defaults: the dataclass's
+    if kind == "segmentation" and folder is not None and not folder.exists() and enabled:
+        freeze_segmentation_heldout(folder, draw.n_images, draw.size, draw.seed)
         frozen_now = True
     return {"path": None if folder is None else str(folder), "kind": kind, "frozen_now": frozen_now}
 

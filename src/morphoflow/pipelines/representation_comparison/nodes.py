@@ -64,8 +64,8 @@ def train_variants(
     holdout = _holdout(params)
     _check_inputs(crop_index, wells, holdout)
     wsl = params["wsl"]
-    config = WSLConfig(
-        **{
+    config = WSLConfig.from_params(
+        {
             **training_params["config"],
             **(wsl.get("config") or {}),
             "epochs": int(wsl["epochs"]),

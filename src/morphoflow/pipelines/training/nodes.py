@@ -30,7 +30,7 @@ def train_cellpainting_cnn(
         # one checkpoint folder per training set: a rerun on new data starts afresh
         fingerprint = index_fingerprint(combined_index)[:12]
         settings["checkpoint_dir"] = str(Path(settings["checkpoint_dir"]) / fingerprint)
-    config = WSLConfig(**settings)
+    config = WSLConfig.from_params(settings)
     model, classes, history = train_wsl(combined_index, crop_params["dir"], config)
     save_wsl_model(
         model,
@@ -55,6 +55,7 @@ def train_cellpainting_cnn(
     crops, _, _ = load_site_crops(Path(crop_params["dir"]) / first["Path_Crops"])
     summary = {
         "classes": classes,
+        "config": config.to_dict(),  # every setting, the YAML's and WSLConfig's defaults
         "epochs": len(history),
         "crop_size": int(crops.shape[-1]),
         "final": {k: float(v) for k, v in history[-1].items()} if history else {},
