@@ -8,11 +8,10 @@ import pytest
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import regionprops
 
+from morphoflow.profiling._classical_texture import _glcm_counts, _haralick
 from morphoflow.profiling.classical import (
     CLASSICAL_COMPARTMENTS,
     SHAPE_FEATURES,
-    _glcm_counts,
-    _haralick,
     classical_features,
     feature_names,
 )

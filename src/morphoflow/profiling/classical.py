@@ -112,6 +112,10 @@ Feature count for 5 channels, ``texture_distances=(3,)``, ``granularity_scales=(
 62 AreaShape + 140 Intensity + 10 Correlation + 15 Granularity + 40 RadialDistribution + 50
 Texture = 317.
 
+Code: this module holds the public API and the per-cell assembly; the feature groups live in
+private modules, ``_classical_shape`` (AreaShape), ``_classical_intensity`` (Intensity,
+Correlation, Granularity, RadialDistribution) and ``_classical_texture`` (Texture).
+
 Performance: each cell is measured on the bounding box of its mask, channels vectorised with
 numpy (no per-channel ``regionprops``): about 3 ms per 128x128 simulated cell on one core
 (~330 cells/s; ~1,500-pixel cells).
@@ -132,15 +136,48 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import factorial
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from scipy.spatial import ConvexHull
-from skimage.measure import grid_points_in_poly, moments_hu
 
+from morphoflow.profiling._classical_intensity import (
+    _RADIAL_FEATURES,
+    INTENSITY_FEATURES,
+    RADIAL_BINS,
+    _channel_correlations,
+    _granularity,
+    _intensity_stats,
+    _mass_displacement,
+    _radial_distribution,
+)
+from morphoflow.profiling._classical_shape import (
+    _N_SHAPE,
+    SHAPE_FEATURES,
+    ZERNIKE_DEGREE,
+    _shape_features,
+)
+from morphoflow.profiling._classical_texture import (
+    TEXTURE_FEATURES,
+    TEXTURE_LEVELS,
+    TEXTURE_PERCENTILES,
+    _texture,
+)
 from morphoflow.screen.constants import CHANNELS
+
+__all__ = [
+    "CLASSICAL_COMPARTMENTS",
+    "INTENSITY_FEATURES",
+    "RADIAL_BINS",
+    "SHAPE_FEATURES",
+    "SHAPE_OBJECTS",
+    "TEXTURE_COMPARTMENTS",
+    "TEXTURE_FEATURES",
+    "TEXTURE_LEVELS",
+    "TEXTURE_PERCENTILES",
+    "ZERNIKE_DEGREE",
+    "classical_features",
+    "feature_names",
+]
 
 #: Compartments measured by :func:`classical_features` (CellProfiler object names).
 CLASSICAL_COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
@@ -150,65 +187,6 @@ SHAPE_OBJECTS: tuple[str, ...] = ("Nuclei", "Cells")
 
 #: Compartments with Texture features.
 TEXTURE_COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cytoplasm")
-
-#: Number of RadialDistribution bins.
-RADIAL_BINS = 4
-
-#: Grey levels of the texture co-occurrence matrices.
-TEXTURE_LEVELS = 16
-
-#: Texture quantisation range: these percentiles of the compartment's intensities.
-TEXTURE_PERCENTILES: tuple[float, float] = (1.0, 99.0)
-
-#: Highest degree of the Zernike moments.
-ZERNIKE_DEGREE = 5
-
-_ZERNIKE_NM: tuple[tuple[int, int], ...] = tuple(
-    (n, m) for n in range(ZERNIKE_DEGREE + 1) for m in range(n + 1) if (n - m) % 2 == 0
-)
-
-#: AreaShape feature names (per object).
-SHAPE_FEATURES: tuple[str, ...] = (
-    "Area",
-    "Perimeter",
-    "FormFactor",
-    "Compactness",
-    "Eccentricity",
-    "Solidity",
-    "Extent",
-    "MajorAxisLength",
-    "MinorAxisLength",
-    "EquivalentDiameter",
-    "MaxFeretDiameter",
-    "MinFeretDiameter",
-    *(f"HuMoment_{k}" for k in range(7)),
-    *(f"Zernike_{n}_{m}" for n, m in _ZERNIKE_NM),
-)
-
-#: Intensity feature names (per compartment and channel).
-INTENSITY_FEATURES: tuple[str, ...] = (
-    "MeanIntensity",
-    "StdIntensity",
-    "MedianIntensity",
-    "MADIntensity",
-    "MinIntensity",
-    "MaxIntensity",
-    "UpperQuartileIntensity",
-    "LowerQuartileIntensity",
-    "IntegratedIntensity",
-)
-
-#: Texture (Haralick) feature names (per compartment, channel and distance).
-TEXTURE_FEATURES: tuple[str, ...] = (
-    "Contrast",
-    "Correlation",
-    "AngularSecondMoment",
-    "InverseDifferenceMoment",
-    "Entropy",
-)
-
-_RADIAL_FEATURES: tuple[str, ...] = ("FracAtD", "MeanFrac")
-_N_SHAPE = len(SHAPE_FEATURES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,362 +427,3 @@ def _cell_features(
     )
     result = np.concatenate([p.ravel() for p in parts])
     return np.nan_to_num(result, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-# --------------------------------------------------------------------------------------------
-# AreaShape
-# --------------------------------------------------------------------------------------------
-
-_PERIMETER_WEIGHTS = np.zeros(50)
-_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
-_PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2.0)
-_PERIMETER_WEIGHTS[[13, 23]] = (1.0 + np.sqrt(2.0)) / 2.0
-
-_DIAMOND = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
-
-
-def _zernike_coefficients() -> np.ndarray:
-    """Coefficients of rho^0..rho^D of the radial polynomials R_nm, one row per (n, m)."""
-    coef = np.zeros((len(_ZERNIKE_NM), ZERNIKE_DEGREE + 1))
-    for row, (n, m) in enumerate(_ZERNIKE_NM):
-        for k in range((n - m) // 2 + 1):
-            coef[row, n - 2 * k] = (
-                (-1) ** k
-                * factorial(n - k)
-                / (factorial(k) * factorial((n + m) // 2 - k) * factorial((n - m) // 2 - k))
-            )
-    return coef
-
-
-_ZERNIKE_COEF = _zernike_coefficients()
-_ZERNIKE_N = np.array([n for n, _ in _ZERNIKE_NM])
-_ZERNIKE_M = np.array([m for _, m in _ZERNIKE_NM])
-
-
-def _shape_features(binary: np.ndarray) -> np.ndarray:
-    """AreaShape features of one binary object (any position inside ``binary``)."""
-    out = np.zeros(_N_SHAPE)
-    ys, xs = np.nonzero(binary)
-    area = ys.size
-    if area == 0:
-        return out
-    # Tight box of this object, padded by one pixel of background.
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    padded = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=bool)
-    padded[1:-1, 1:-1] = binary[y0:y1, x0:x1]
-    core = padded[1:-1, 1:-1]
-    interior = core & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    border = core & ~interior
-
-    # Perimeter exactly as skimage.measure.perimeter(image, neighborhood=4).
-    b = np.zeros(padded.shape, dtype=np.int64)
-    b[1:-1, 1:-1] = border
-    conv = (
-        b[1:-1, 1:-1]
-        + 2 * (b[:-2, 1:-1] + b[2:, 1:-1] + b[1:-1, :-2] + b[1:-1, 2:])
-        + 10 * (b[:-2, :-2] + b[:-2, 2:] + b[2:, :-2] + b[2:, 2:])
-    )
-    perimeter = float(np.bincount(conv[border], minlength=50)[:50] @ _PERIMETER_WEIGHTS)
-
-    yf = ys.astype(np.float64)
-    xf = xs.astype(np.float64)
-    dy = yf - yf.mean()
-    dx = xf - xf.mean()
-    dy2, dx2 = dy * dy, dx * dx
-    mu20, mu02, mu11 = dy2.sum(), dx2.sum(), (dy * dx).sum()
-    a, c, bb = mu20 / area, mu02 / area, mu11 / area
-    root = np.sqrt(((a - c) / 2.0) ** 2 + bb**2)
-    l1 = (a + c) / 2.0 + root
-    l2 = max((a + c) / 2.0 - root, 0.0)
-    eccentricity = np.sqrt(1.0 - l2 / l1) if l1 > 0 else 0.0
-
-    # Convex hull of the boundary pixels' edge midpoints (as skimage.morphology.convex_hull_image).
-    by, bx = np.nonzero(border)
-    points = (np.stack([by, bx], axis=1)[:, None, :] + _DIAMOND).reshape(-1, 2)
-    hull = ConvexHull(points)
-    vertices = points[hull.vertices]
-    convex_area = np.count_nonzero(grid_points_in_poly(core.shape, vertices, binarize=False) >= 1)
-    diff = vertices[:, None, :] - vertices[None, :, :]
-    max_feret = float(np.sqrt((diff**2).sum(axis=2).max()))
-    edges = np.roll(vertices, -1, axis=0) - vertices
-    lengths = np.hypot(edges[:, 0], edges[:, 1])
-    rel = vertices[None, :, :] - vertices[:, None, :]  # rel[k, j] = v_j - v_k
-    cross = np.abs(edges[:, None, 0] * rel[:, :, 1] - edges[:, None, 1] * rel[:, :, 0])
-    widths = cross.max(axis=1) / np.where(lengths > 0, lengths, np.inf)
-    min_feret = float(widths[lengths > 0].min()) if np.any(lengths > 0) else 0.0
-
-    # Hu moments from normalised central moments (skimage's [row-power, col-power] layout).
-    nu = np.zeros((4, 4))
-    nu[2, 0], nu[0, 2], nu[1, 1] = mu20 / area**2, mu02 / area**2, mu11 / area**2
-    norm3 = area**2.5
-    nu[3, 0] = (dy2 * dy).sum() / norm3
-    nu[2, 1] = (dy2 * dx).sum() / norm3
-    nu[1, 2] = (dy * dx2).sum() / norm3
-    nu[0, 3] = (dx2 * dx).sum() / norm3
-    hu = moments_hu(nu)
-
-    # Zernike magnitudes of the binary mask.
-    dist = np.sqrt(dy2 + dx2)
-    radius = dist.max() + 0.5
-    rho = dist / radius
-    safe = np.where(dist > 0, dist, 1.0)
-    unit = (dx - 1j * dy) / safe
-    unit[dist == 0] = 1.0
-    powers = np.empty((ZERNIKE_DEGREE + 1, area))
-    phases = np.empty((ZERNIKE_DEGREE + 1, area), dtype=np.complex128)
-    powers[0], phases[0] = 1.0, 1.0
-    for k in range(1, ZERNIKE_DEGREE + 1):
-        powers[k] = powers[k - 1] * rho
-        phases[k] = phases[k - 1] * unit
-    radial = _ZERNIKE_COEF @ powers
-    zsum = (radial * phases[_ZERNIKE_M]).sum(axis=1)
-    zernike = (_ZERNIKE_N + 1) / (np.pi * radius**2) * np.abs(zsum)
-
-    out[:12] = (
-        area,
-        perimeter,
-        4.0 * np.pi * area / perimeter**2 if perimeter > 0 else 0.0,
-        2.0 * np.pi * (dy2.sum() + dx2.sum()) / area / area,
-        eccentricity,
-        area / convex_area if convex_area > 0 else 0.0,
-        area / float((y1 - y0) * (x1 - x0)),
-        4.0 * np.sqrt(l1),
-        4.0 * np.sqrt(l2),
-        np.sqrt(4.0 * area / np.pi),
-        max_feret,
-        min_feret,
-    )
-    out[12:19] = hu
-    out[19:] = zernike
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Intensity, correlation
-# --------------------------------------------------------------------------------------------
-
-
-def _quantile_sorted(sorted_values: np.ndarray, q: float) -> np.ndarray:
-    """Quantile ``q`` of each row of a row-sorted (C, n) array (numpy's linear method)."""
-    n = sorted_values.shape[1]
-    h = (n - 1) * q
-    lo = int(np.floor(h))
-    hi = min(lo + 1, n - 1)
-    frac = h - lo
-    return sorted_values[:, lo] + frac * (sorted_values[:, hi] - sorted_values[:, lo])
-
-
-def _intensity_stats(sorted_values: np.ndarray) -> np.ndarray:
-    """(9, C) intensity statistics of row-sorted pixel values; zeros when there are none."""
-    n_ch, n = sorted_values.shape
-    if n == 0:
-        return np.zeros((len(INTENSITY_FEATURES), n_ch))
-    mean = sorted_values.mean(axis=1)
-    median = _quantile_sorted(sorted_values, 0.5)
-    mad = np.median(np.abs(sorted_values - median[:, None]), axis=1)
-    return np.stack(
-        [
-            mean,
-            sorted_values.std(axis=1),
-            median,
-            mad,
-            sorted_values[:, 0],
-            sorted_values[:, -1],
-            _quantile_sorted(sorted_values, 0.75),
-            _quantile_sorted(sorted_values, 0.25),
-            sorted_values.sum(axis=1),
-        ]
-    )
-
-
-def _mass_displacement(weights: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Distance between the binary and the intensity-weighted centroid, per channel."""
-    total = weights.sum(axis=1)
-    safe = np.where(total > 0, total, 1.0)
-    wy = weights @ ys / safe
-    wx = weights @ xs / safe
-    disp = np.hypot(wy - ys.mean(), wx - xs.mean())
-    return np.where(total > 0, disp, 0.0)
-
-
-def _channel_correlations(values: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every channel pair (upper triangle, row-major)."""
-    centred = values - values.mean(axis=1, keepdims=True)
-    cov = centred @ centred.T
-    sd = np.sqrt(np.diag(cov))
-    denom = np.outer(sd, sd)
-    corr = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
-    iu = np.triu_indices(values.shape[0], 1)
-    return np.clip(corr[iu], -1.0, 1.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Granularity, radial distribution
-# --------------------------------------------------------------------------------------------
-
-
-def _cross_filter(values: np.ndarray, inside: np.ndarray, fill: float, op: np.ufunc) -> np.ndarray:
-    """One erosion (op=minimum) or dilation (op=maximum) by the 3x3 cross, restricted to
-    ``inside``: ``values`` is (C, h + 2, w + 2) holding ``fill`` outside; so is the result."""
-    core = op(values[:, 1:-1, 1:-1], values[:, :-2, 1:-1])
-    core = op(core, values[:, 2:, 1:-1])
-    core = op(core, values[:, 1:-1, :-2])
-    core = op(core, values[:, 1:-1, 2:])
-    result = np.full_like(values, fill)
-    result[:, 1:-1, 1:-1] = np.where(inside[1:-1, 1:-1], core, fill)
-    return result
-
-
-def _granularity(image: np.ndarray, cell: np.ndarray, scales: tuple[int, ...]) -> np.ndarray:
-    """(C, S) granularity spectrum of a non-negative (C, h, w) image inside ``cell``."""
-    n_ch = image.shape[0]
-    out = np.zeros((n_ch, len(scales)))
-    inside = np.pad(cell, 1)
-    total = image[:, cell].sum(axis=1)
-    if not np.any(total > 0):
-        return out
-    eroded = np.full((n_ch, *inside.shape), np.inf)
-    eroded[:, 1:-1, 1:-1] = np.where(cell, image, np.inf)
-    previous = total
-    done = 0
-    for j, scale in enumerate(scales):
-        for _ in range(scale - done):
-            eroded = _cross_filter(eroded, inside, np.inf, np.minimum)
-        done = scale
-        opened = np.where(inside, eroded, -np.inf)
-        for _ in range(scale):
-            opened = _cross_filter(opened, inside, -np.inf, np.maximum)
-        current = opened[:, inside].sum(axis=1)
-        out[:, j] = previous - current
-        previous = current
-    safe = np.where(total > 0, total, 1.0)
-    return np.where(total[:, None] > 0, np.clip(out / safe[:, None], 0.0, 1.0), 0.0)
-
-
-def _radial_distribution(
-    weights: np.ndarray,
-    cell: np.ndarray,
-    ys: np.ndarray,
-    xs: np.ndarray,
-    centre: tuple[float, float],
-) -> np.ndarray:
-    """(2, C, bins): FracAtD and MeanFrac of non-negative (C, n) pixel weights."""
-    n_ch, n = weights.shape
-    d_edge = ndimage.distance_transform_edt(np.pad(cell, 1))[1:-1, 1:-1][cell]
-    d_centre = np.hypot(ys - centre[0], xs - centre[1])
-    norm = d_centre / (d_centre + d_edge)
-    bins = np.minimum((norm * RADIAL_BINS).astype(np.int64), RADIAL_BINS - 1)
-    onehot = (bins[None, :] == np.arange(RADIAL_BINS)[:, None]).astype(np.float64)
-    sums = weights @ onehot.T  # (C, bins)
-    total = weights.sum(axis=1, keepdims=True)
-    frac = np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0)
-    pixel_frac = onehot.sum(axis=1) / n
-    mean_frac = np.where(pixel_frac > 0, frac / np.where(pixel_frac > 0, pixel_frac, 1.0), 0.0)
-    return np.stack([frac, mean_frac])
-
-
-# --------------------------------------------------------------------------------------------
-# Texture
-# --------------------------------------------------------------------------------------------
-
-_LEVELS = TEXTURE_LEVELS
-_I, _J = np.meshgrid(
-    np.arange(_LEVELS, dtype=np.float64), np.arange(_LEVELS, dtype=np.float64), indexing="ij"
-)
-_DIFF2 = (_I - _J) ** 2
-_IDM_WEIGHT = 1.0 / (1.0 + _DIFF2)
-
-
-def _texture_offsets(distance: int) -> tuple[tuple[int, int], ...]:
-    """GLCM offsets (row, col) at 0, 45, 90 and 135 degrees (CellProfiler's)."""
-    return ((0, distance), (distance, distance), (distance, 0), (distance, -distance))
-
-
-def _quantise(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
-    """Quantise (C, n) values to 0.._LEVELS-1 between their 1st and 99th percentiles."""
-    lo = _quantile_sorted(sorted_values, TEXTURE_PERCENTILES[0] / 100.0)[:, None]
-    hi = _quantile_sorted(sorted_values, TEXTURE_PERCENTILES[1] / 100.0)[:, None]
-    span = hi - lo
-    scaled = (values - lo) / np.where(span > 0, span, 1.0) * _LEVELS
-    levels = np.clip(np.floor(scaled), 0, _LEVELS - 1).astype(np.int64)
-    return np.where(span > 0, levels, 0)
-
-
-def _glcm_counts(
-    levels: np.ndarray, compartment: np.ndarray, n_comp: int, offset: tuple[int, int]
-) -> np.ndarray:
-    """Symmetric co-occurrence counts (n_comp, C, L, L) of one offset.
-
-    ``levels`` is (C, h, w) grey levels, ``compartment`` (h, w) compartment index, -1 outside.
-    A pair counts when both pixels are in the same compartment.
-    """
-    n_ch, h, w = levels.shape
-    dy, dx = offset
-    counts = np.zeros((n_comp, n_ch, _LEVELS, _LEVELS))
-    if dy >= h or abs(dx) >= w:
-        return counts
-    if dx >= 0:
-        a_sl, b_sl = (slice(0, h - dy), slice(0, w - dx)), (slice(dy, h), slice(dx, w))
-    else:
-        a_sl, b_sl = (slice(0, h - dy), slice(-dx, w)), (slice(dy, h), slice(0, w + dx))
-    comp_a = compartment[a_sl]
-    valid = (comp_a >= 0) & (comp_a == compartment[b_sl])
-    if not valid.any():
-        return counts
-    la = levels[:, a_sl[0], a_sl[1]][:, valid]
-    lb = levels[:, b_sl[0], b_sl[1]][:, valid]
-    base = comp_a[valid][None, :] * n_ch + np.arange(n_ch)[:, None]
-    codes = (base * _LEVELS + la) * _LEVELS + lb
-    flat = np.bincount(codes.ravel(), minlength=n_comp * n_ch * _LEVELS * _LEVELS)
-    counts = flat.reshape(n_comp, n_ch, _LEVELS, _LEVELS).astype(np.float64)
-    return counts + counts.swapaxes(-1, -2)
-
-
-def _haralick(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Haralick features (5, ...) of co-occurrence counts (..., L, L) and the pair totals."""
-    total = counts.sum(axis=(-2, -1))
-    p = counts / np.where(total > 0, total, 1.0)[..., None, None]
-    contrast = (p * _DIFF2).sum(axis=(-2, -1))
-    asm = (p * p).sum(axis=(-2, -1))
-    idm = (p * _IDM_WEIGHT).sum(axis=(-2, -1))
-    logp = np.log2(p, where=p > 0, out=np.zeros_like(p))
-    entropy = -(p * logp).sum(axis=(-2, -1))
-    mu = (p * _I).sum(axis=(-2, -1))
-    var = (p * _I * _I).sum(axis=(-2, -1)) - mu**2
-    cov = (p * _I * _J).sum(axis=(-2, -1)) - mu**2
-    flat = var < 1e-12
-    correlation = np.where(flat, 1.0, cov / np.where(flat, 1.0, var))
-    return np.stack([contrast, correlation, asm, idm, entropy]), total
-
-
-def _texture(
-    image: np.ndarray,
-    labels: np.ndarray,
-    sorted_parts: tuple[np.ndarray, np.ndarray],
-    selectors: tuple[np.ndarray, np.ndarray],
-    cell: np.ndarray,
-    distances: tuple[int, ...],
-) -> np.ndarray:
-    """(2 compartments, 5 features, C, D) Haralick features of Nuclei and Cytoplasm."""
-    n_ch = image.shape[0]
-    levels = np.zeros(image.shape, dtype=np.int64)
-    cell_levels = np.zeros((n_ch, int(cell.sum())), dtype=np.int64)
-    values = image[:, cell]
-    for sorted_values, selector in zip(sorted_parts, selectors, strict=True):
-        if sorted_values.shape[1]:
-            cell_levels[:, selector] = _quantise(values[:, selector], sorted_values)
-    levels[:, cell] = cell_levels
-    compartment = np.full(labels.shape, -1, dtype=np.int64)
-    compartment[labels == 1] = 0
-    compartment[labels == 2] = 1
-    out = np.zeros((2, len(TEXTURE_FEATURES), n_ch, len(distances)))
-    for k, distance in enumerate(distances):
-        counts = np.stack(
-            [_glcm_counts(levels, compartment, 2, off) for off in _texture_offsets(distance)]
-        )  # (angles, 2, C, L, L)
-        feats, total = _haralick(counts)  # (5, angles, 2, C), (angles, 2, C)
-        used = (total > 0).astype(np.float64)
-        n_used = used.sum(axis=0)
-        mean = (feats * used).sum(axis=1) / np.where(n_used > 0, n_used, 1.0)
-        out[:, :, :, k] = np.where(n_used > 0, mean, 0.0).transpose(1, 0, 2)
-    return out
