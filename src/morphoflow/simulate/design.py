@@ -384,6 +384,18 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _design(preset: ScreenPreset, seed: int) -> _Design:
+    treatments = _treatments(preset, seed)
+    sources: list[_Source] = []
+    plates: list[_Plate] = []
+    for s in range(preset.n_sources):
+        source, source_plates = _source(preset, seed, s, treatments)
+        sources.append(source)
+        plates += source_plates
+    return _Design(treatments, tuple(sources), tuple(plates))
+
+
+def _treatments(preset: ScreenPreset, seed: int) -> dict[str, _Treatment]:
+    """MoA directions, then every treatment and the two controls (the MoA stream)."""
     rng = _rng(seed, _TAG_MOA)
     moas = [f"MOA{m + 1:02d}" for m in range(preset.n_moas)]
     directions = []
@@ -424,71 +436,75 @@ def _design(preset: ScreenPreset, seed: int) -> _Design:
     treatments["untreated"] = _Treatment(
         "untreated", "", "control", 0.0, np.zeros(_D), all_sources, -1
     )
+    return treatments
 
-    sources: list[_Source] = []
+
+def _source(
+    preset: ScreenPreset, seed: int, s: int, treatments: dict[str, _Treatment]
+) -> tuple[_Source, list[_Plate]]:
+    """Source ``s``: its cell line, microscope, plate layout and plates (its own streams)."""
     plates: list[_Plate] = []
-    for s in all_sources:
-        srng = _rng(seed, _TAG_SOURCE, s)
-        radius = preset.nucleus_radius * float(srng.uniform(0.85, 1.15))
-        line = CellLine(
-            nucleus_radius=radius,
-            axis_ratio=float(srng.uniform(0.65, 0.85)),
-            cell_ratio=float(srng.uniform(2.1, 2.6)),
-            brightness=tuple(float(x) for x in np.exp(srng.normal(0.0, 0.2, 5))),
-            chromatin_scale=float(srng.uniform(0.8, 1.6)) * radius / 10.0,
-            texture=float(srng.uniform(0.12, 0.25)),
-            nucleoli=float(srng.uniform(1.5, 3.0)),
-            mito_spread=float(srng.uniform(0.3, 0.6)),
-            g2_fraction=float(srng.uniform(0.2, 0.35)),
-            mitotic_fraction=float(srng.uniform(0.02, 0.05)),
-            touching=float(srng.uniform(0.1, 0.2)),
+    srng = _rng(seed, _TAG_SOURCE, s)
+    radius = preset.nucleus_radius * float(srng.uniform(0.85, 1.15))
+    line = CellLine(
+        nucleus_radius=radius,
+        axis_ratio=float(srng.uniform(0.65, 0.85)),
+        cell_ratio=float(srng.uniform(2.1, 2.6)),
+        brightness=tuple(float(x) for x in np.exp(srng.normal(0.0, 0.2, 5))),
+        chromatin_scale=float(srng.uniform(0.8, 1.6)) * radius / 10.0,
+        texture=float(srng.uniform(0.12, 0.25)),
+        nucleoli=float(srng.uniform(1.5, 3.0)),
+        mito_spread=float(srng.uniform(0.3, 0.6)),
+        g2_fraction=float(srng.uniform(0.2, 0.35)),
+        mitotic_fraction=float(srng.uniform(0.02, 0.05)),
+        touching=float(srng.uniform(0.1, 0.2)),
+    )
+    gain = np.exp(srng.normal(0.0, 0.25, 5))
+    offset = srng.uniform(90.0, 130.0, 5)
+    background = srng.uniform(10.0, 30.0, 5)
+    electrons = float(srng.uniform(1.0, 2.0))
+    sensitivity = srng.uniform(0.75, 1.25, preset.n_moas)
+
+    lrng = _rng(seed, _TAG_LAYOUT, s)
+    names = [t.name for t in treatments.values() if s in t.sources and t.kind != "control"]
+    names += ["DMSO"] * preset.n_dmso_wells + ["untreated"] * preset.n_untreated_wells
+    usable = _usable_wells()
+    chosen = sorted(usable[i] for i in lrng.choice(len(usable), len(names), replace=False))
+    assigned = [names[i] for i in lrng.permutation(len(names))]
+    layout = tuple((well_name(r, c), t) for (r, c), t in zip(chosen, assigned, strict=True))
+    source = _Source(s, f"source_{s + 1}", line, layout, sensitivity)
+
+    for p in range(preset.plates_per_source):
+        prng = _rng(seed, _TAG_PLATE, s, p)
+        focus = float(prng.uniform(0.7, 1.6))
+        optics = Optics(
+            gain=tuple(float(x) for x in gain * np.exp(prng.normal(0.0, 0.12, 5))),
+            offset=tuple(float(x) for x in offset + prng.normal(0.0, 3.0, 5)),
+            blur=tuple(
+                float(x) for x in focus * _WAVELENGTH_BLUR * np.exp(prng.normal(0, 0.05, 5))
+            ),
+            illumination_centre=(
+                float(0.5 + prng.normal(0, 0.12)),
+                float(0.5 + prng.normal(0, 0.12)),
+            ),
+            vignetting=tuple(
+                float(x) for x in prng.uniform(0.15, 0.4) * np.exp(prng.normal(0, 0.1, 5))
+            ),
+            background=tuple(float(x) for x in background),
+            electrons_per_adu=electrons,
+            read_noise=2.5,
         )
-        gain = np.exp(srng.normal(0.0, 0.25, 5))
-        offset = srng.uniform(90.0, 130.0, 5)
-        background = srng.uniform(10.0, 30.0, 5)
-        electrons = float(srng.uniform(1.0, 2.0))
-        sensitivity = srng.uniform(0.75, 1.25, preset.n_moas)
-
-        lrng = _rng(seed, _TAG_LAYOUT, s)
-        names = [t.name for t in treatments.values() if s in t.sources and t.kind != "control"]
-        names += ["DMSO"] * preset.n_dmso_wells + ["untreated"] * preset.n_untreated_wells
-        usable = _usable_wells()
-        chosen = sorted(usable[i] for i in lrng.choice(len(usable), len(names), replace=False))
-        assigned = [names[i] for i in lrng.permutation(len(names))]
-        layout = tuple((well_name(r, c), t) for (r, c), t in zip(chosen, assigned, strict=True))
-        sources.append(_Source(s, f"source_{s + 1}", line, layout, sensitivity))
-
-        for p in range(preset.plates_per_source):
-            prng = _rng(seed, _TAG_PLATE, s, p)
-            focus = float(prng.uniform(0.7, 1.6))
-            optics = Optics(
-                gain=tuple(float(x) for x in gain * np.exp(prng.normal(0.0, 0.12, 5))),
-                offset=tuple(float(x) for x in offset + prng.normal(0.0, 3.0, 5)),
-                blur=tuple(
-                    float(x) for x in focus * _WAVELENGTH_BLUR * np.exp(prng.normal(0, 0.05, 5))
-                ),
-                illumination_centre=(
-                    float(0.5 + prng.normal(0, 0.12)),
-                    float(0.5 + prng.normal(0, 0.12)),
-                ),
-                vignetting=tuple(
-                    float(x) for x in prng.uniform(0.15, 0.4) * np.exp(prng.normal(0, 0.1, 5))
-                ),
-                background=tuple(float(x) for x in background),
-                electrons_per_adu=electrons,
-                read_noise=2.5,
+        plates.append(
+            _Plate(
+                source=s,
+                index=p,
+                name=f"S{s + 1}_P{p + 1:02d}",
+                optics=optics,
+                drift=prng.normal(0.0, _PLATE_DRIFT, _D),
+                density=float(prng.normal(0.0, 0.12)),
             )
-            plates.append(
-                _Plate(
-                    source=s,
-                    index=p,
-                    name=f"S{s + 1}_P{p + 1:02d}",
-                    optics=optics,
-                    drift=prng.normal(0.0, _PLATE_DRIFT, _D),
-                    density=float(prng.normal(0.0, 0.12)),
-                )
-            )
-    return _Design(treatments, tuple(sources), tuple(plates))
+        )
+    return source, plates
 
 
 def _applied_shift(design: _Design, source: _Source, treatment: str) -> np.ndarray:
