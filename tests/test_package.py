@@ -32,3 +32,25 @@ def test_importing_morphoflow_changes_nothing_and_entry_points_turn_telemetry_of
 def test_glibc_mmap_threshold_is_fixed() -> None:
     # regression: without it, segmenting the 1,800-site benchmark screen peaked at 13 GB RSS
     assert runtime.fixed_mmap_threshold() is True
+
+
+def test_unknown_runtime_parameters_are_named_with_the_closest_known_one() -> None:
+    from morphoflow.hooks import unknown_parameters
+
+    known = {
+        "screen": {"root": "data/01_raw/demo_screen"},
+        "wells": {"min_cells_per_well": 10},
+        "segmentation": {"maskrcnn": {"config": {}}},
+    }
+    runtime = {
+        "screen": {"rot": "/x"},
+        "wells.min_cell_per_well": 100,
+        "segmentation.maskrcnn.config.anchor_sizes": [8],  # free-form block: any key
+        "nonsense": 1,
+    }
+    assert unknown_parameters(runtime, known) == [
+        "screen.rot (did you mean screen.root?)",
+        "wells.min_cell_per_well (did you mean wells.min_cells_per_well?)",
+        "nonsense",
+    ]
+    assert unknown_parameters({"screen.root": "/x", "wells.min_cells_per_well": 2}, known) == []

@@ -14,7 +14,15 @@ from kedro.framework.hooks import hook_impl
 import morphoflow
 from morphoflow.lineage import git_revision
 
-__all__ = ["AllOrNothingOutputsHook", "LineageHook", "MemoryHook", "git_revision", "peak_rss_mb"]
+__all__ = [
+    "AllOrNothingOutputsHook",
+    "KnownParametersHook",
+    "LineageHook",
+    "MemoryHook",
+    "git_revision",
+    "peak_rss_mb",
+    "unknown_parameters",
+]
 
 #: Node tag naming a folder parameter the node replaces as a whole (``writes_folder__GROUP.KEY``
 #: -> the folder is ``params:GROUP``'s ``KEY``), so a failed run can restore it.
@@ -201,3 +209,142 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _dotted(params: dict[str, Any], prefix: str = "") -> list[str]:
+    """Leaf paths of a (possibly nested, possibly dotted-key) parameters dict."""
+    out: list[str] = []
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.extend(_dotted(value, f"{path}."))
+        else:
+            out.append(path)
+    return out
+
+
+def unknown_parameters(runtime: dict[str, Any], known: dict[str, Any]) -> list[str]:
+    """Runtime parameter paths that name no parameter of the configuration.
+
+    A path is known when every part of it exists in ``known``; below a parameter whose value
+    is an empty mapping (a free-form block such as ``segmentation.maskrcnn.config: {}``) any
+    key is accepted. Each unknown path is given with the closest known path, if one is close.
+
+    Args:
+        runtime: ``--params`` values, nested or with dotted keys.
+        known: The project's parameters without the runtime values.
+
+    Returns:
+        One message per unknown path, e.g. ``"wells.min_cell_per_well (did you mean
+        wells.min_cells_per_well?)"``; empty when all are known.
+
+    Example:
+        >>> unknown_parameters({"wells.min_cell_per_well": 5}, {"wells": {"min_cells_per_well": 10}})
+        ['wells.min_cell_per_well (did you mean wells.min_cells_per_well?)']
+    """
+    import difflib
+
+    known_paths = _dotted(known)
+    problems = []
+    for path in _dotted(runtime):
+        node: Any = known
+        ok = True
+        for part in path.split("."):
+            if isinstance(node, dict) and not node:
+                break  # free-form block
+            if not isinstance(node, dict) or part not in node:
+                ok = False
+                break
+            node = node[part]
+        if not ok:
+            close = difflib.get_close_matches(path, known_paths, n=1, cutoff=0.75)
+            problems.append(path + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
+
+
+#: Parameter blocks read by a settings dataclass (``module:Class``): the YAML names only the
+#: fields where the pipeline differs from the class's defaults, so every field of the class is a
+#: known key there.
+SETTINGS_BLOCKS: dict[str, str] = {
+    "training.config": "morphoflow.learning.train:WSLConfig",
+    "representation_comparison.wsl.config": "morphoflow.learning.train:WSLConfig",
+    "evaluation.freeze_if_missing": "morphoflow.lifecycle.heldout:SegmentationHeldoutSettings",
+    "nuclei": "morphoflow.segmentation.settings:SegmenterSettings",
+}
+
+
+def _settings_fields(spec: str) -> list[str]:
+    import dataclasses
+    import importlib
+
+    module, name = spec.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _catalog_runtime_params(conf_source: str) -> list[str]:
+    """Runtime parameters the catalog resolves (``${runtime_params:KEY,...}``), e.g. input roots."""
+    import re
+
+    found: set[str] = set()
+    for path in Path(conf_source).rglob("catalog*.yml"):
+        found.update(re.findall(r"runtime_params:([A-Za-z0-9_.]+)", path.read_text()))
+    return sorted(found)
+
+
+class KnownParametersHook:
+    """Refuse a run whose ``--params`` name a parameter the project does not have.
+
+    Kedro adds unknown runtime parameters silently, so ``--params screen.rot=DIR`` used to
+    profile the default screen and ``wells.min_cell_per_well=100`` changed nothing. This hook
+    runs when the context is created, before any node and before the MLflow run starts, and
+    fails with every unknown name and the closest known one.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from kedro.config import OmegaConfigLoader
+
+        loader = context.config_loader
+        runtime = dict(getattr(loader, "runtime_params", None) or {})
+        if not runtime or not isinstance(loader, OmegaConfigLoader):
+            return
+        plain = OmegaConfigLoader(
+            conf_source=str(loader.conf_source),
+            env=loader.env,
+            base_env=loader.base_env,
+            default_run_env=loader.default_run_env,
+            merge_strategy=loader.merge_strategy,
+        )
+        known = _with_settings_fields(dict(plain["parameters"]))
+        for key in _catalog_runtime_params(str(loader.conf_source)):
+            _insert(known, key)
+        problems = unknown_parameters(runtime, known)
+        if problems:
+            raise ValueError(
+                f"unknown parameter(s) in --params: {'; '.join(problems)}. Parameters are "
+                "defined in conf/base/parameters*.yml"
+            )
+
+
+def _insert(tree: dict[str, Any], path: str, value: Any = None) -> None:
+    node = tree
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node.setdefault(parts[-1], value)
+
+
+def _with_settings_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` plus every field of the settings dataclass behind each SETTINGS_BLOCKS block."""
+    import copy
+
+    out = copy.deepcopy(params)
+    for block, spec in SETTINGS_BLOCKS.items():
+        for field_name in _settings_fields(spec):
+            _insert(out, f"{block}.{field_name}")
+    return out

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from morphoflow.hooks import AllOrNothingOutputsHook, LineageHook, MemoryHook
+from morphoflow.hooks import (
+    AllOrNothingOutputsHook,
+    KnownParametersHook,
+    LineageHook,
+    MemoryHook,
+)
 from morphoflow.runtime import configure_process
 
 # kedro loads this file first: the entry point of `kedro run` applies the process settings
@@ -18,7 +23,7 @@ configure_process()
 # server.mlflow_tracking_uri null.)
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
 
-HOOKS = (LineageHook(), MemoryHook(), AllOrNothingOutputsHook())
+HOOKS = (KnownParametersHook(), LineageHook(), MemoryHook(), AllOrNothingOutputsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -66,3 +66,17 @@ def test_bad_screen_stops_the_run_before_anything_downstream(
     (run,) = _runs(kedro_project)
     assert run.info.status == "FAILED"
     assert run.data.tags["morphoflow.data_validation"] == "failed"
+
+
+def test_a_mistyped_parameter_stops_the_run_naming_the_closest_one(
+    kedro_project: Path, run_pipeline, tmp_path: Path
+) -> None:
+    screen = write_tiny_screen(tmp_path / "screen")
+    result = run_pipeline(
+        "data_validation", {"screen.root": screen, "wells.min_cell_per_well": 3}, check=False
+    )
+    assert result.returncode != 0
+    assert "wells.min_cell_per_well (did you mean wells.min_cells_per_well?)" in (
+        result.stdout + result.stderr
+    )
+    assert not (kedro_project / "data/02_intermediate/image_table.parquet").exists()
