@@ -215,8 +215,8 @@ def segment(
         write_labels,
     )
     from morphoflow.segmentation.segmenter import nuclei_table
-
     from morphoflow.segmentation.settings import SegmenterSettings
+
     try:
         files = collect_images(images)
         unique_stems(files)
