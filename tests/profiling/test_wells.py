@@ -209,3 +209,20 @@ def test_design_is_checked_on_the_image_table_before_anything_runs() -> None:
     ]
     with pytest.raises(ValueError, match="fewer than 2 negative-control wells"):
         check_design(one_control, EvaluationSettings())
+
+
+def test_a_screen_without_moa_annotation_is_profiled_with_one_given_lambda() -> None:
+    wells = _counted(_wells()).assign(Metadata_MoA="")
+    with pytest.raises(ValueError, match=r"give one sphering lambda.*lambdas=\[0.01\]"):
+        check_design(wells, EvaluationSettings(lambdas=[1.0, 0.01]))
+    check_design(wells, EvaluationSettings(lambdas=[0.01]))  # one lambda: nothing to choose
+    params = {**BATCH, "lambdas": [0.01]}
+    final, treatments, report, metrics, per_treatment, figures, table = correct_and_evaluate(
+        wells, params, {"extractor": "classical"}, {"min_cells_per_well": 10}
+    )
+    assert "MoA retrieval is undefined" in report["moa_retrieval"]["undefined"]
+    assert report["lambda"]["chosen"] == 0.01 and report["sphered"] == {}
+    assert len(final) == len(wells) and len(treatments) == wells["Metadata_Treatment"].nunique()
+    assert report["replicate_reproducibility"]["n_treatments"] > 0  # still defined
+    assert "pr_curves.png" not in figures and "embedding_final_by_plate.png" in figures
+    assert not any(key.endswith(".map") for key in metrics)

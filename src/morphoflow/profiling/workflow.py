@@ -123,6 +123,34 @@ def retrieval_scores(
     return metrics, per_query, curve
 
 
+def _without_moa_retrieval(
+    wells: pd.DataFrame,
+    settings: EvaluationSettings,
+    kept: list[str],
+    chosen_wells: WellSelection,
+    reason: str,
+) -> EvaluationResult:
+    """The corrections at the one given lambda, every MoA score undefined with ``reason``."""
+    chosen = float(list(settings.lambdas)[0])
+    corrected = {
+        "raw": wells.copy(),
+        "standardized": batch_correct(wells, "standardize", "plate"),
+        "sphered": batch_correct(wells, "sphere", settings.scope, chosen),
+    }
+    metrics: dict[str, Any] = {name: {} for name in corrected}
+    metrics["moa_retrieval"] = {"undefined": reason}
+    metrics["lambda"] = {"chosen": chosen, "sweep": {chosen: None}, "given": True}
+    metrics["n_features"] = len(kept)
+    metrics["n_selection_treatments"] = 0
+    metrics["n_report_treatments"] = 0
+    metrics["wells"] = chosen_wells.as_dict()
+    sweep = pd.DataFrame({"lam": [chosen], "score": [float("nan")]})
+    per_query = pd.DataFrame({"Metadata_Treatment": pd.Series(dtype=object)})
+    return EvaluationResult(
+        metrics, chosen, sweep, corrected, per_query, {}, set(), set(), chosen_wells
+    )
+
+
 def check_design(table: pd.DataFrame, settings: EvaluationSettings) -> None:
     """Refuse a design the evaluation cannot score, before anything expensive runs.
 
@@ -133,8 +161,8 @@ def check_design(table: pd.DataFrame, settings: EvaluationSettings) -> None:
     - at least 2 negative-control wells on every plate (per-plate standardisation) and in
       every sphering scope group;
     - an MoA with >= 2 treatments in the lambda-selection half of
-      :func:`split_treatments` (so an MoA with >= 3-4 annotated treatments; the report half then
-      has one too).
+      :func:`split_treatments` (:func:`moa_retrieval_problem`) -- unless a single lambda is
+      given: then the screen is profiled and every MoA score is reported undefined.
 
     Args:
         table: Site- or well-level table of the screen.
@@ -165,30 +193,48 @@ def check_design(table: pd.DataFrame, settings: EvaluationSettings) -> None:
                 f"(e.g. {few[0]!r}: {int(counts.get(few[0], 0))}); batch correction fits on "
                 "control wells and needs at least 2"
             )
-    treatments = wells.drop_duplicates("Metadata_Treatment")[
+    reason = moa_retrieval_problem(wells, settings)
+    if reason is not None and len(list(settings.lambdas)) > 1:
+        raise ValueError(
+            f"{reason}; to profile this screen without MoA scores, give one sphering lambda "
+            "(e.g. --params 'batch_correction.lambdas=[0.01]')"
+        )
+
+
+def moa_retrieval_problem(table: pd.DataFrame, settings: EvaluationSettings) -> str | None:
+    """Why MoA retrieval (and choosing lambda by it) is undefined for this design, or None.
+
+    It needs an MoA with >= 2 treatments in the lambda-selection half of
+    :func:`split_treatments` (so >= 3-4 annotated treatments of one MoA; the report half then
+    has one too). A screen without ``moa.csv`` or with one treatment per MoA has none.
+
+    Args:
+        table: Site-, well- or treatment-level table with ``Metadata_Treatment``,
+            ``Metadata_MoA`` and ``Metadata_ControlType``.
+        settings: Evaluation settings (exclude labels, seed).
+
+    Returns:
+        The reason, with the treatments per MoA, or None when MoA retrieval is defined.
+    """
+    treatments = table.drop_duplicates("Metadata_Treatment")[
         ["Metadata_Treatment", "Metadata_MoA", "Metadata_ControlType"]
     ].fillna({"Metadata_MoA": ""})
-    selection, report = split_treatments(treatments, settings.exclude_labels, settings.seed)
-    labelled = treatments[
-        treatments["Metadata_Treatment"].isin(selection)
+    selection, _ = split_treatments(treatments, settings.exclude_labels, settings.seed)
+    annotated = treatments[
+        (treatments["Metadata_ControlType"] != "negcon")
         & ~treatments["Metadata_MoA"].isin(list(settings.exclude_labels))
-        & (treatments["Metadata_ControlType"] != "negcon")
     ]
-    counts = labelled["Metadata_MoA"].value_counts()
-    if not (counts >= 2).any():
-        per_moa = (
-            treatments[
-                (treatments["Metadata_ControlType"] != "negcon")
-                & ~treatments["Metadata_MoA"].isin(list(settings.exclude_labels))
-            ]["Metadata_MoA"]
-            .value_counts()
-            .to_dict()
-        )
-        raise ValueError(
-            "no MoA has >= 2 treatments in the lambda-selection half (each MoA's treatments "
-            "are split in two halves, so an MoA needs >= 3-4 treatments): lambda cannot be "
-            f"chosen by MoA retrieval on this screen; treatments per MoA: {per_moa}"
-        )
+    counts = annotated[annotated["Metadata_Treatment"].isin(selection)][
+        "Metadata_MoA"
+    ].value_counts()
+    if (counts >= 2).any():
+        return None
+    per_moa = annotated["Metadata_MoA"].value_counts().to_dict()
+    return (
+        "no MoA has >= 2 treatments in the lambda-selection half (each MoA's treatments are "
+        "split in two halves, so an MoA needs >= 3-4 treatments): MoA retrieval is undefined "
+        f"and lambda cannot be chosen by it on this screen; treatments per MoA: {per_moa}"
+    )
 
 
 def replicate_summary(
@@ -281,6 +327,9 @@ def evaluate_representations(wells: pd.DataFrame, settings: EvaluationSettings) 
         raise ValueError("feature selection left no feature (all constant or non-finite)")
     wells = wells[metadata_columns(wells) + kept]
     check_design(wells, settings)
+    undefined = moa_retrieval_problem(wells, settings)
+    if undefined is not None:
+        return _without_moa_retrieval(wells, settings, kept, chosen_wells, undefined)
     profiles = treatment_profiles(wells)
     selection, report = split_treatments(profiles, settings.exclude_labels, settings.seed)
 

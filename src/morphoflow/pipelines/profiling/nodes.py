@@ -263,6 +263,10 @@ def correct_and_evaluate(
             )
             + (" ..." if len(excluded) > 10 else ""),
         )
+    if "undefined" in result.metrics.get("moa_retrieval", {}):
+        logger.warning(
+            "MoA retrieval is undefined: %s", result.metrics["moa_retrieval"]["undefined"]
+        )
     final = result.corrected_wells[str(params["output_representation"])]
     treatments = treatment_profiles(final)
     replicates, replicate_report = replicate_summary(final, settings)
@@ -328,13 +332,18 @@ def _figures(result, final: pd.DataFrame) -> dict[str, Any]:
     ax.set_ylabel("MoA mAP, selection treatments")
     ax.legend()
     sweep.tight_layout()
-    treatments_mask = raw["Metadata_ControlType"] != "negcon"
-    return {
+    figures = {
         "lambda_sweep.png": sweep,
-        "pr_curves.png": plot_pr_curves(result.curves, title="MoA retrieval, report treatments"),
         "embedding_raw_by_plate.png": plot_embedding(raw, "Metadata_Plate"),
         "embedding_final_by_plate.png": plot_embedding(final, "Metadata_Plate"),
-        "embedding_final_by_moa.png": plot_embedding(
-            final[treatments_mask.to_numpy()], "Metadata_MoA"
-        ),
     }
+    if "undefined" in result.metrics.get("moa_retrieval", {}):
+        return figures  # no MoA annotation to draw: MoA figures would be empty or misleading
+    treatments_mask = raw["Metadata_ControlType"] != "negcon"
+    figures["pr_curves.png"] = plot_pr_curves(
+        result.curves, title="MoA retrieval, report treatments"
+    )
+    figures["embedding_final_by_moa.png"] = plot_embedding(
+        final[treatments_mask.to_numpy()], "Metadata_MoA"
+    )
+    return figures
