@@ -374,8 +374,14 @@ def annotation_rows(root: str | Path) -> pd.DataFrame:
     control_names = set(design.loc[is_control, "Metadata_Treatment"])
 
     def closest(name: str, pool: set[str]) -> str:
-        found = difflib.get_close_matches(name, sorted(pool), n=1, cutoff=0.6)
-        return found[0] if found else ""
+        # case and surrounding whitespace first (the commonest typos), then similar spellings
+        key = name.strip().casefold()
+        same = sorted(p for p in pool if p.strip().casefold() == key)
+        if same:
+            return same[0]
+        folded = {p.strip().casefold(): p for p in sorted(pool)}
+        found = difflib.get_close_matches(key, sorted(folded), n=1, cutoff=0.6)
+        return folded[found[0]] if found else ""
 
     rows = []
     for index, name in moa["Metadata_Treatment"].items():

@@ -167,6 +167,9 @@ def _describe_annotation_row(frame: pd.DataFrame, index: int) -> str:
         text = f"{where}: treatment {row['Metadata_Treatment']!r} has no moa.csv row"
     if row.get("Check_Suggestion"):
         text += f" (closest on the other side: {row['Check_Suggestion']!r})"
+    name = str(row["Metadata_Treatment"])
+    if name != name.strip():
+        text += " [leading/trailing whitespace in the name]"
     return text
 
 
