@@ -80,3 +80,17 @@ def test_design_check_node_refuses_a_screen_before_segmentation() -> None:
     )
     with pytest.raises(ValueError, match="no MoA has >= 2 treatments"):
         SequentialRunner().run(pipeline, catalog)
+
+
+def test_a_missing_feature_model_is_refused_before_segmentation(tmp_path) -> None:
+    params = _params("parameters.yml", "parameters_profiling.yml")
+    params["features"].update(extractor="cnn", model=str(tmp_path / "nope.onnx"))
+    pipeline = profiling_pipeline().only_nodes("check_evaluation_design")
+    catalog = DataCatalog(
+        {
+            "validated_image_table": MemoryDataset(_wells()),
+            **{f"params:{k}": MemoryDataset(v) for k, v in params.items()},
+        }
+    )
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        SequentialRunner().run(pipeline, catalog)

@@ -222,14 +222,41 @@ def _settings(params: dict[str, Any], wells_params: dict[str, Any]) -> Evaluatio
 
 
 def check_evaluation_design(
-    image_table: pd.DataFrame, params: dict[str, Any], wells_params: dict[str, Any]
+    image_table: pd.DataFrame,
+    params: dict[str, Any],
+    wells_params: dict[str, Any],
+    feature_params: dict[str, Any],
+    inference: dict[str, Any],
 ) -> pd.DataFrame:
-    """Refuse, before segmentation, a screen whose design the evaluation cannot score.
+    """Refuse, before segmentation, a run that would fail at a later step: a design the
+    evaluation cannot score, or a feature extractor whose model or weights file is missing.
 
     Returns the image table unchanged (the nodes after it read this output, so it runs first).
     """
     check_design(image_table, _settings(params, wells_params))
+    _check_extractor(feature_params, inference)
     return image_table
+
+
+def _check_extractor(params: dict[str, Any], inference: dict[str, Any]) -> None:
+    """The checks of :func:`_extractor` that need no model loaded: name, model, weights file."""
+    name = params["extractor"]
+    if name not in ("classical", "imagenet", "cnn"):
+        raise ValueError(f"features.extractor must be classical, imagenet or cnn, got {name!r}")
+    if name == "cnn" and _backend(inference) == "local":
+        if resolve_model_file(params.get("model"), suffix=".onnx") is None:
+            raise ValueError(
+                "features.model must name an ONNX model file or models:/ URI for extractor 'cnn'"
+            )
+    if name == "imagenet":
+        weights = params.get("weights_path")
+        if not weights:
+            raise ValueError(
+                "features.weights_path must name a local ImageNet EfficientNet-B0 state-dict "
+                "file for the imagenet extractor (no weights are downloaded)"
+            )
+        if not Path(str(weights)).is_file():
+            raise FileNotFoundError(f"features.weights_path: file not found: {weights}")
 
 
 def correct_and_evaluate(

@@ -25,7 +25,13 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
         [
             Node(
                 check_evaluation_design,
-                ["validated_image_table", "params:batch_correction", "params:wells"],
+                [
+                    "validated_image_table",
+                    "params:batch_correction",
+                    "params:wells",
+                    "params:features",
+                    "params:inference",
+                ],
                 "profiling_image_table",
                 name="check_evaluation_design",
             ),
