@@ -255,9 +255,16 @@ def score_segmentation(
 
     try:
         pairs = pair_label_files(pred, truth)
-        score = dsb_score(
-            [read_labels(t) for _, _, t in pairs], [read_labels(p) for _, p, _ in pairs]
-        )
+        truths, preds = [], []
+        for _, pred_file, truth_file in pairs:
+            truths.append(read_labels(truth_file))
+            preds.append(read_labels(pred_file))
+            if truths[-1].shape != preds[-1].shape:
+                raise ValueError(
+                    f"{pred_file} has shape {preds[-1].shape} but its truth {truth_file} has "
+                    f"shape {truths[-1].shape}"
+                )
+        score = dsb_score(truths, preds)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     report = {

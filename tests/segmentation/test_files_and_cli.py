@@ -353,3 +353,14 @@ def test_ambiguous_stack_error_names_the_file_and_shape(tmp_path: Path) -> None:
     result = _run("segment", tmp_path / "cube.tif", "--out", tmp_path / "out", "--channel", "0")
     assert result.exit_code == 2
     assert "cube.tif" in result.stderr and "(6, 40, 6)" in result.stderr
+
+
+def test_score_shape_mismatch_names_both_files(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    write_labels(tmp_path / "pred" / "x_labels.tif", truth[:-3])
+    write_labels(tmp_path / "truth" / "x_masks.tif", truth)
+    result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
+    assert result.exit_code == 2
+    assert "x_labels.tif has shape" in result.stderr and "x_masks.tif" in result.stderr

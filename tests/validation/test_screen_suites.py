@@ -41,6 +41,7 @@ def test_unknown_well_name_is_reported_with_its_line(tiny_screen: Path, tmp_path
     message = str(info.value)
     assert "expect_column_values_to_match_regex on Metadata_Well" in message
     assert "image table line 6 (P2/Q25/1)" in message
+    assert "a two-digit column 01-24 (B06, not B6 or b06)" in message
 
 
 def test_duplicated_site_row_is_reported(tiny_screen: Path, tmp_path: Path) -> None:

@@ -233,6 +233,10 @@ def _collect_failures(result: Any, frames: dict[str, pd.DataFrame]) -> list[Fail
                 examples.append(f"... and {count - _MAX_EXAMPLES} more")
             if not indices and config.type == "expect_column_to_exist":
                 examples.append(f"column {column!r} is absent")
+            if config.type == "expect_column_values_to_match_regex" and column == "Metadata_Well":
+                examples.append(
+                    "expected: a row letter A-P and a two-digit column 01-24 (B06, not B6 or b06)"
+                )
             failures.append(Failure(suite, config.type, column, count, examples))
     return failures
 
