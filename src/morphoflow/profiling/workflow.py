@@ -35,6 +35,7 @@ from morphoflow.profiling.evaluation import (
     replicate_reproducibility,
     retrieval_ap,
 )
+from morphoflow.profiling.evaluation.retrieval import REPLICATE_SCORE_COLUMNS
 from morphoflow.profiling.normalize import (
     CONTROL_QUERY,
     batch_correct,
@@ -256,15 +257,7 @@ def replicate_summary(
         and ``{"mean_map", "fraction_reproducible", "n_treatments"}`` with ``"undefined"``
         giving the reason when it cannot be computed (then the scores are None).
     """
-    columns = [
-        "Metadata_Treatment",
-        "n_wells",
-        "map",
-        "p_value",
-        "corrected_p_value",
-        "below_p",
-        "below_corrected_p",
-    ]
+    columns = ["Metadata_Treatment", *REPLICATE_SCORE_COLUMNS]
     is_control = (wells["Metadata_ControlType"] == "negcon").to_numpy()
     treated = wells.loc[~is_control, "Metadata_Treatment"].value_counts()
     reason = ""

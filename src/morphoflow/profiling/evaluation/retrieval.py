@@ -29,6 +29,16 @@ _AP_TOLERANCE = 1e-12
 
 Mode = Literal["exact", "copairs"]
 
+#: Score columns of :func:`replicate_reproducibility`, after the treatment column.
+REPLICATE_SCORE_COLUMNS: tuple[str, ...] = (
+    "n_wells",
+    "map",
+    "p_value",
+    "corrected_p_value",
+    "below_p",
+    "below_corrected_p",
+)
+
 
 # --------------------------------------------------------------------------------------------
 # Table helpers
@@ -682,14 +692,4 @@ def replicate_reproducibility(
         ap_table, null_size=null_size, threshold=threshold, seed=seed, group_by=[treatment_col]
     )
     table = table.rename(columns={"n_queries": "n_wells"})
-    return table[
-        [
-            treatment_col,
-            "n_wells",
-            "map",
-            "p_value",
-            "corrected_p_value",
-            "below_p",
-            "below_corrected_p",
-        ]
-    ]
+    return table[[treatment_col, *REPLICATE_SCORE_COLUMNS]]
