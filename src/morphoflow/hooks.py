@@ -153,6 +153,14 @@ class AllOrNothingOutputsHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._moved = []
         self._catalog = catalog
+        self._handlers = _raise_on_termination()
+
+    def _restore_handlers(self) -> None:
+        import signal
+
+        for signum, handler in getattr(self, "_handlers", {}).items():
+            signal.signal(signum, handler)
+        self._handlers = {}
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
@@ -171,6 +179,7 @@ class AllOrNothingOutputsHook:
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._restore_handlers()
         for path, previous in self._moved:
             if previous is None:
                 continue
@@ -186,6 +195,7 @@ class AllOrNothingOutputsHook:
     ) -> None:
         import logging
 
+        self._restore_handlers()
         restored = 0
         for path, previous in reversed(self._moved):
             _remove(path)
@@ -200,6 +210,36 @@ class AllOrNothingOutputsHook:
                 restored,
             )
         self._moved = []
+
+
+class RunTerminated(Exception):
+    """The run was stopped by SIGTERM or SIGINT (a scheduler, `timeout`, Ctrl-C)."""
+
+
+def _raise_on_termination() -> dict[int, Any]:
+    """Turn SIGTERM and SIGINT into :class:`RunTerminated` for the duration of a run.
+
+    Python's default SIGTERM ends the process without cleanup, Ctrl-C raises KeyboardInterrupt
+    and Lightning turns SIGTERM into SystemExit(0): none is an ``Exception``, so kedro ran no
+    ``on_pipeline_error`` hook, the MLflow run was recorded FINISHED, the exit code could be 0
+    and outputs of two runs stayed mixed. As an ordinary exception, the run fails cleanly:
+    outputs restored, MLflow run FAILED, non-zero exit. Returns the previous handlers (empty
+    outside the main thread, where handlers cannot be set).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def _handler(signum: int, frame: Any) -> None:
+        raise RunTerminated(f"run stopped by {signal.Signals(signum).name}")
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, _handler)
+    return previous
 
 
 def _remove(path: Path) -> None:

@@ -80,3 +80,40 @@ def test_a_mistyped_parameter_stops_the_run_naming_the_closest_one(
         result.stdout + result.stderr
     )
     assert not (kedro_project / "data/02_intermediate/image_table.parquet").exists()
+
+
+def test_a_run_stopped_by_sigterm_fails_cleanly(kedro_project: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    screen = write_tiny_screen(tmp_path / "screen")
+    command = [
+        str(Path(sys.executable).with_name("kedro")),
+        "run",
+        "--pipelines=profiling",
+        "--params",
+        f"screen.root={screen},batch_correction.lambdas=[0.01]",
+    ]
+    process = subprocess.Popen(
+        command, cwd=kedro_project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    written = kedro_project / "data/03_primary/image_table.parquet"
+    deadline = time.monotonic() + 300
+    while not written.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)  # what a scheduler or `timeout` sends
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert "run stopped by SIGTERM" in output
+    # what the stopped run had written is gone, and no backup is left behind
+    leftovers = [
+        p
+        for p in (kedro_project / "data").rglob("*")
+        if p.is_file() and "data_validation" not in p.parts
+    ]
+    assert leftovers == []
+    (run,) = _runs(kedro_project)
+    assert run.info.status == "FAILED"
