@@ -162,3 +162,35 @@ def test_duplicated_profile_rows_are_an_error() -> None:
     table = pd.DataFrame({"Metadata_Treatment": ["A", "A"], "f": [0.1, 0.2]})
     with pytest.raises(ActivityInputError, match="p.parquet: treatment 'A' has more than one row"):
         read_profiles(table, "p.parquet")
+
+
+def test_profiles_matching_no_compound_are_named_with_example_ids() -> None:
+    n = 12
+    assays = pd.DataFrame({"a": [1.0] * 6 + [0.0] * 6}, index=[f"C{i}" for i in range(n)])
+    profiles = pd.DataFrame(
+        {"Metadata_Treatment": [f"c{i}" for i in range(n)], "f": np.arange(n * 1.0)}
+    )
+    with pytest.raises(
+        ActivityInputError, match=r"mo.parquet: none of its 12 .*profile \['c0'.*compound \['C0'"
+    ):
+        load_activity_data(
+            _compounds(n), assays, {"mo": profiles}, min_positives=5, sources={"mo": "mo.parquet"}
+        )
+
+
+def test_a_given_profile_file_must_exist_and_the_default_may_be_absent(tmp_path: Path) -> None:
+    from kedro.io import DatasetError
+
+    from morphoflow.pipelines.activity.datasets import OptionalProfilesDataset
+
+    # kedro wraps the dataset's error; its message is the user's
+    with pytest.raises(DatasetError, match=r"activity.mo_profiles: file not found: .*profile"):
+        OptionalProfilesDataset(
+            filepath=str(tmp_path / "default.parquet"),
+            given=str(tmp_path / "profile.parquet"),
+            parameter="activity.mo_profiles",
+        ).load()
+    absent = OptionalProfilesDataset(
+        filepath=str(tmp_path / "default.parquet"), parameter="activity.mo_profiles"
+    )
+    assert absent.load()["table"] is None

@@ -396,6 +396,12 @@ def load_activity_data(
         if modality == "mo":
             cells = counts
         missing = [t for t in keep if t not in feats.index]
+        if missing and len(missing) == len(keep):
+            raise ActivityInputError(
+                f"{name}: none of its {len(feats)} Metadata_Treatment ids matches a compound "
+                f"of {sources.get('compounds', 'compounds.csv')} (e.g. profile "
+                f"{[str(t) for t in feats.index[:3]]} vs compound {[str(t) for t in keep[:3]]})"
+            )
         if missing:
             dropped_compounds[f"no {modality} profile"] = missing
             warn(

@@ -52,14 +52,35 @@ class AssaysDataset(_ReadOnly):
 
 
 class OptionalProfilesDataset(_ReadOnly):
-    """A treatment-level profile Parquet that may be absent: ``{"table", "path"}`` with
-    ``table`` None when the file does not exist (an empty filepath means "not given")."""
+    """A treatment-level profile Parquet: ``{"table", "path"}``.
+
+    ``given`` is the user's file (a runtime parameter; empty when not given): it must exist.
+    Without it, ``filepath`` (the default) is read when it exists, and ``table`` is None
+    otherwise (the modality is then not run, and the report says so). (``given`` is not named
+    ``filepath`` because kedro turns an empty relative ``filepath`` into the project folder.)
+
+    Raises:
+        FileNotFoundError: A ``given`` file does not exist (named with its parameter).
+    """
+
+    def __init__(self, filepath: str = "", given: str = "", parameter: str = "") -> None:
+        super().__init__(filepath)
+        self._given = str(given or "")
+        self._parameter = parameter or "profiles"
 
     def _load(self) -> dict[str, Any]:
+        if self._given:
+            path = Path(self._given)
+            if not path.is_file():
+                raise FileNotFoundError(f"{self._parameter}: file not found: {path}")
+            return {"table": pd.read_parquet(path), "path": str(path)}
         path = Path(self._filepath) if self._filepath else None
         if path is None or not path.is_file():
             return {"table": None, "path": self._filepath}
-        return {"table": pd.read_parquet(path), "path": self._filepath}
+        return {"table": pd.read_parquet(path), "path": str(path)}
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "given": self._given}
 
     def _exists(self) -> bool:
         return True

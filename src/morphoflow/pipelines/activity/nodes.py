@@ -47,6 +47,12 @@ def validate_activity_inputs(
             "ge": ge_profiles["path"],
         },
     )
+    for name, entry in (("mo", mo_profiles), ("ge", ge_profiles)):
+        if entry["table"] is None:
+            data.report.setdefault("warnings", []).append(
+                f"no {name} profiles (no file at {entry['path']!r}): the {name} model and "
+                "everything that needs it (fusions, cell-count baseline for mo) did not run"
+            )
     data.report["data_fingerprint"] = _fingerprint(data)
     data.report["inputs"] = {
         "compounds": compounds["path"],
