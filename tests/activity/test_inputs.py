@@ -194,3 +194,13 @@ def test_a_given_profile_file_must_exist_and_the_default_may_be_absent(tmp_path:
         filepath=str(tmp_path / "default.parquet"), parameter="activity.mo_profiles"
     )
     assert absent.load()["table"] is None
+
+
+def test_a_folder_with_both_assay_files_is_refused(tmp_path: Path) -> None:
+    from morphoflow.activity.inputs import assay_file
+
+    _write(tmp_path / "assays.csv", "Metadata_Treatment,a\nA,1\n")
+    assert assay_file(tmp_path) == tmp_path / "assays.csv"
+    pd.DataFrame({"Metadata_Treatment": ["A"], "a": [1.0]}).to_parquet(tmp_path / "assays.parquet")
+    with pytest.raises(ActivityInputError, match="both assays.parquet and assays.csv"):
+        assay_file(tmp_path)

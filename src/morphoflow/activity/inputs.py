@@ -149,15 +149,20 @@ def read_compounds(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def assay_file(root: str | Path) -> Path:
-    """The assay matrix of a folder: ``assays.parquet`` if present, else ``assays.csv``.
+    """The assay matrix of a folder: ``assays.parquet`` or ``assays.csv``.
 
     Raises:
         FileNotFoundError: Neither exists.
+        ActivityInputError: Both exist (which one is meant is not ours to guess).
     """
     root = Path(root)
-    for name in ("assays.parquet", "assays.csv"):
-        if (root / name).is_file():
-            return root / name
+    found = [root / n for n in ("assays.parquet", "assays.csv") if (root / n).is_file()]
+    if len(found) == 2:
+        raise ActivityInputError(
+            f"{root} holds both assays.parquet and assays.csv: keep one (they may differ)"
+        )
+    if found:
+        return found[0]
     raise FileNotFoundError(f"no assays.csv or assays.parquet in {root}")
 
 

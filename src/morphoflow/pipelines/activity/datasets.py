@@ -9,7 +9,12 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from morphoflow.activity.inputs import assay_file, read_assays, read_compounds
+from morphoflow.activity.inputs import (
+    ActivityInputError,
+    assay_file,
+    read_assays,
+    read_compounds,
+)
 
 
 class _ReadOnly(AbstractDataset[Any, Any]):
@@ -48,6 +53,8 @@ class AssaysDataset(_ReadOnly):
             assay_file(self._filepath)
         except FileNotFoundError:
             return False
+        except ActivityInputError:
+            return True  # both files: loading says so
         return True
 
 
