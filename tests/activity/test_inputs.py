@@ -204,3 +204,18 @@ def test_a_folder_with_both_assay_files_is_refused(tmp_path: Path) -> None:
     pd.DataFrame({"Metadata_Treatment": ["A"], "a": [1.0]}).to_parquet(tmp_path / "assays.parquet")
     with pytest.raises(ActivityInputError, match="both assays.parquet and assays.csv"):
         assay_file(tmp_path)
+
+
+def test_model_defaults_are_declared_once_and_the_yaml_repeats_them() -> None:
+    import dataclasses
+
+    import yaml
+
+    from morphoflow.activity.models import ModelConfig
+    from tests.conftest import PROJECT_ROOT
+
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_activity.yml").read_text())
+    declared = {k: v for k, v in dataclasses.asdict(ModelConfig()).items() if k != "seed"}
+    listed = dict(params["activity"]["model"])
+    listed["hidden"] = tuple(listed["hidden"])
+    assert listed == {**declared, "hidden": tuple(declared["hidden"])}

@@ -50,6 +50,9 @@ class ModelConfig:
         mpnn_ffn_hidden: Hidden width of Chemprop's classification head.
         mpnn_max_lr: Peak learning rate of Chemprop's Noam-like schedule.
         seed: Seed of weight initialisation and batch order (each fold adds its number).
+
+    The defaults are the pipeline's: ``conf/base/parameters_activity.yml`` (``activity.model``)
+    repeats them for users to see, and a test holds the two equal.
     """
 
     epochs: int = 60
@@ -57,8 +60,8 @@ class ModelConfig:
     dropout: float = 0.2
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    batch_size: int = 64
-    mpnn_epochs: int = 30
+    batch_size: int = 32
+    mpnn_epochs: int = 40
     mpnn_hidden: int = 300
     mpnn_depth: int = 3
     mpnn_ffn_hidden: int = 300

@@ -58,8 +58,13 @@ class EvaluationScore:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+#: TTA views of the segmentation promotion metric (DSB 2018 score with all 8 dihedral views),
+#: declared once for evaluate_segmentation_onnx, evaluate_onnx, promote and evaluate_version.
+SEGMENTATION_METRIC_VIEWS = 8
+
+
 def evaluate_segmentation_onnx(
-    onnx_path: str | Path, heldout: str | Path | Heldout, views: int = 8
+    onnx_path: str | Path, heldout: str | Path | Heldout, views: int = SEGMENTATION_METRIC_VIEWS
 ) -> EvaluationScore:
     """DSB 2018 score of an ONNX U-Net on a frozen segmentation set, with TTA.
 
@@ -193,7 +198,10 @@ def evaluate_featurizer_onnx(
 
 
 def evaluate_onnx(
-    onnx_path: str | Path, model_kind: str, heldout: str | Path | Heldout, views: int = 8
+    onnx_path: str | Path,
+    model_kind: str,
+    heldout: str | Path | Heldout,
+    views: int = SEGMENTATION_METRIC_VIEWS,
 ) -> EvaluationScore:
     """Dispatch on the model kind (``segmentation`` or ``featurizer``).
 

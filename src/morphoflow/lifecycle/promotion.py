@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from morphoflow.lifecycle.evaluate import SEGMENTATION_METRIC_VIEWS
 from morphoflow.lifecycle.registry import (
     CHALLENGER,
     CHAMPION,
@@ -254,7 +255,11 @@ def download_onnx(name: str, version: int, dst: str | Path) -> Path:
 
 
 def evaluate_version(
-    name: str, version: int, heldout: str | Path, model_kind: str | None = None, views: int = 8
+    name: str,
+    version: int,
+    heldout: str | Path,
+    model_kind: str | None = None,
+    views: int = SEGMENTATION_METRIC_VIEWS,
 ) -> Any:
     """Score a registered version on a frozen held-out set (see :mod:`.evaluate`).
 
@@ -297,7 +302,7 @@ def promote(
     version: int | None = None,
     margin: float = DEFAULT_MARGIN,
     heldout: str | Path | None = None,
-    views: int = 8,
+    views: int = SEGMENTATION_METRIC_VIEWS,
 ) -> PromotionDecision:
     """Promote a candidate version to ``champion`` when it passes the gates.
 
