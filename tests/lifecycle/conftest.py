@@ -40,10 +40,12 @@ def registry(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    mlflow.set_tracking_uri(previous)  # later tests must not read this test's registry
 
 
 @pytest.fixture(scope="session")

@@ -31,12 +31,22 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     (project / "src").mkdir()  # the package itself is installed; kedro only wants the folder
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     monkeypatch.chdir(project)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # this process's MLflow client too: an earlier test's set_tracking_uri would win over
+    # the environment variable (test order decided whether a test read its own registry)
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     # `make test` exports KEDRO_LOGGING_CONFIG; point it at this copy's file
     monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project / "conf" / "logging.yml"))
     bootstrap_project(project)
-    yield project
+    try:
+        yield project
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture
