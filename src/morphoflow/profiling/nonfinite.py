@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from morphoflow.profiling.aggregate import feature_columns, metadata_columns
+from morphoflow.profiling.aggregate import _check_features, feature_columns, metadata_columns
 
 _LISTED = 10
 
@@ -143,9 +143,7 @@ def drop_nonfinite(
     features = feature_columns(frame)
     if not features:
         raise ValueError(f"{name} has no feature columns")
-    bad = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
-    if bad:
-        raise ValueError(f"{name}: feature columns must be numeric, not: {bad[:10]}")
+    _check_features(frame, features, name)
     values = frame[features].to_numpy(dtype=np.float64)
     nonfinite = ~np.isfinite(values)
     report = NonFiniteReport(name, n_rows=len(frame), n_features=len(features))

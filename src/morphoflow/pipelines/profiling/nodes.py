@@ -123,6 +123,7 @@ def compute_illumination(
 
 
 def _extractor(params: dict[str, Any], inference: dict[str, Any]):
+    _check_extractor(params, inference)
     name = params["extractor"]
     if name == "cnn" and _backend(inference) == "triton":
         from morphoflow.serving.client import TritonFeaturizer
@@ -151,12 +152,8 @@ def _extractor(params: dict[str, Any], inference: dict[str, Any]):
         from morphoflow.profiling.cnn import OnnxFeaturizer
 
         path = resolve_model_file(params.get("model"), suffix=".onnx")
-        if path is None:
-            raise ValueError(
-                "features.model must name an ONNX model file or models:/ URI for extractor 'cnn'"
-            )
         return OnnxFeaturizer(path, batch_size=int(params["batch_size"]))
-    raise ValueError(f"features.extractor must be classical, imagenet or cnn, got {name!r}")
+    raise AssertionError(name)  # _check_extractor refused every other name
 
 
 def extract_features(
@@ -244,10 +241,15 @@ def _check_extractor(params: dict[str, Any], inference: dict[str, Any]) -> None:
     if name not in ("classical", "imagenet", "cnn"):
         raise ValueError(f"features.extractor must be classical, imagenet or cnn, got {name!r}")
     if name == "cnn" and _backend(inference) == "local":
-        if resolve_model_file(params.get("model"), suffix=".onnx") is None:
+        model = params.get("model")
+        if model is None or str(model) in ("", "default"):
             raise ValueError(
                 "features.model must name an ONNX model file or models:/ URI for extractor 'cnn'"
             )
+        # a local file is checked here; a registry URI is resolved (downloaded) once, when used
+        if "://" not in str(model) and not str(model).startswith(("models:/", "runs:/")):
+            if not Path(str(model)).is_file():
+                raise FileNotFoundError(f"features.model: model file not found: {model}")
     if name == "imagenet":
         weights = params.get("weights_path")
         if not weights:
