@@ -92,6 +92,7 @@ def profile_sites(
     illumination: Mapping[str, np.ndarray] | None = None,
     crops_dir: str | Path | None = None,
     compression: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    require_cells: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Single-cell features of every site; returns site profiles and the crop index.
 
@@ -108,6 +109,8 @@ def profile_sites(
         crops_dir: When given, every site's crops are stored there (``.npz``).
         compression: Plate -> per-channel (low, high) percentiles: corrected images are
             stretched and rounded to 8 bit (lossy, DeepProfiler-style) before cropping.
+        require_cells: Raise when no site has a cell (a whole screen); False for one
+            partition of a screen (a plate of empty wells): every site then gets count 0.
 
     Returns:
         (site profiles: median of each site's cells with ``Metadata_CellCount``; every site
@@ -117,7 +120,7 @@ def profile_sites(
         ``Metadata_CropIndex``).
 
     Raises:
-        ValueError: No site of the screen has a cell.
+        ValueError: No site has a cell and ``require_cells``.
     """
     crop = crop or CropSettings()
     root, labels_dir, single_cell_dir = Path(root), Path(labels_dir), Path(single_cell_dir)
@@ -187,7 +190,10 @@ def profile_sites(
         raise
     writer.close()
     if sites.n_sites == 0:
-        raise ValueError("no cell was found in any site: nothing to profile")
+        if require_cells:
+            raise ValueError("no cell was found in any site: nothing to profile")
+        empty = pd.DataFrame(empty_sites, columns=[*METADATA_COLUMNS, "Metadata_CellCount"])
+        return empty, pd.DataFrame()
     table = sites.result()
     if empty_sites:
         # every imaged site keeps a row (count 0, features NaN), so every well reaches the
