@@ -389,9 +389,12 @@ def freeze_heldout_command(
     seed: Annotated[
         int, typer.Option(help="segmentation: random seed.")
     ] = SEGMENTATION_HELDOUT.seed,
-    crops_dir: Annotated[Path, typer.Option(help="featurizer: the profiling crop store.")] = Path(
-        "data/05_model_input/crops"
-    ),
+    crops_dir: Annotated[
+        Path,
+        typer.Option(
+            help="featurizer: the profiling pipeline's plate store (Path_Crops is relative to it)."
+        ),
+    ] = Path("data/04_feature/plates"),
     crop_index: Annotated[Path, typer.Option(help="featurizer: the crop index.")] = Path(
         "data/05_model_input/crop_index.parquet"
     ),
