@@ -1,135 +1,89 @@
-"""Classical (CellProfiler-like) single-cell features from crops and compartment masks.
+"""Classical single-cell features with CellProfiler's names *and* CellProfiler's definitions.
 
-:func:`classical_features` turns single-cell crops into one row of hand-crafted features per
-cell, named with pycytominer/CellProfiler conventions ``<Compartment>_<Group>_<Feature>[_<Ch>]``
-(e.g. ``Nuclei_AreaShape_Area``, ``Cells_Intensity_MeanIntensity_ER``,
-``Cytoplasm_Texture_Contrast_Mito_3_00``). :func:`feature_names` gives the exact, stable column
-list, so tables from different sites, plates and runs concatenate.
+Every column is named ``<Compartment>_<Group>_<Feature>[_<Ch>...]`` exactly as CellProfiler 4
+names it (pycytominer convention), and means what CellProfiler computes under that name: the
+values come from `cp_measure <https://github.com/afermg/cp_measure>`_ 0.3.0 (the Carpenter-Singh
+lab's library of CellProfiler's measurement modules) with CellProfiler's module defaults, except
+the Pearson correlation, which morphoflow computes with its own vectorised code and which is
+verified equal to cp_measure's (``tests/profiling/test_classical_cellprofiler.py``).
 
-Input contract
---------------
-* ``crops``: ``(N, C, H, W)`` real array (normally float32, ``C = 5`` channels in
-  :data:`~morphoflow.screen.constants.CHANNELS` order, ``H = W = 128``), illumination-corrected
-  intensities, not normalised per crop.
-* ``masks``: ``(N, H, W)`` integer array: 0 = not this cell (background, a neighbour, or the
-  zero padding of a crop cut by the image edge), 1 = this cell's nucleus, 2 = its cytoplasm.
-  The compartments (:data:`CLASSICAL_COMPARTMENTS`) are ``Nuclei`` (mask == 1), ``Cells``
-  (mask > 0) and ``Cytoplasm`` (mask == 2). Masks are taken as they are: an object in several
-  pieces is measured as one object.
+Objects are measured **whole, in the site's labels and pixels** (:func:`site_features`): a cell
+larger than a CNN crop is measured in full. :func:`classical_features` keeps the crop interface
+for stored crops (each crop is measured as its own small site, so an object cut by its crop is
+measured as cut; the profiling pipeline measures sites).
 
-Every feature of a cell depends only on the cell's own pixels and their relative positions, so
-features do not change when the cell moves inside its crop (no absolute position, no absolute
-orientation, no neighbour measurements: a crop does not know the other cells).
+Compartments (:data:`CLASSICAL_COMPARTMENTS`)
+---------------------------------------------
+``Nuclei`` = the nucleus labels; ``Cells`` = the cell labels (cell k carries the label of
+nucleus k); ``Cytoplasm`` = the cell minus every nucleus pixel (IdentifyTertiaryObjects with
+"Shrink smaller object prior to subtraction" = No). A compartment an object lacks (e.g. no
+cytoplasm) gets NaN for its features, as CellProfiler writes them.
 
-Empty compartments and degenerate cases (never NaN or inf)
-----------------------------------------------------------
-* An empty compartment (e.g. a cell whose mask is never 2: no cytoplasm) gets **0 for every
-  feature of that compartment** (AreaShape, Intensity, Texture). A cell with an empty mask gets
-  0 everywhere. Downstream, ``Cytoplasm_Intensity_*`` = 0 together with zero ``Cells`` minus
-  ``Nuclei`` area identifies such cells.
-* A ratio whose denominator is 0 is 0 (FormFactor with a zero perimeter, a correlation with a
-  constant channel, intensity fractions of a cell with no positive intensity, ...), except the
-  Texture ``Correlation`` of a perfectly uniform compartment, which is 1 (scikit-image's
-  ``graycoprops`` convention).
-* A nucleus missing from the mask makes RadialDistribution measure from the crop centre
-  ``(H // 2, W // 2)``, where the crop contract puts the nucleus centre.
+Pixel scaling
+-------------
+CellProfiler reads an integer image as ``value / max of its dtype`` (NamesAndTypes' default:
+uint16 / 65535, uint8 / 255) and measures in [0, 1]; morphoflow does the same
+(``intensity_scale``; the pipeline passes ``1 / 65535`` for 16-bit screens and ``1 / 255`` after
+8-bit compression). **12-bit data stored as uint16** (most cameras, morphoflow's simulator) thus
+spans [0, 4095 / 65535 = 0.0625]: intensities are 16x smaller than the camera's full scale and
+MeasureTexture's 256 grey levels of [0, 1] leave only 16 levels to such an image, exactly as in
+CellProfiler with its default settings. Texture clips pixels to [0, 1] before quantising
+(illumination-corrected values can exceed 1).
 
-Feature groups (column order = this order; ``<Ch>`` runs over the channels in order)
-------------------------------------------------------------------------------------
-**AreaShape** -- ``{Nuclei,Cells}_AreaShape_<F>`` (31 per object), from the object's binary
-mask (pixel coordinates; same definitions as ``skimage.measure.regionprops`` where it has one):
+Settings (:data:`SETTINGS`; CellProfiler 4 module defaults unless stated)
+-----------------------------------------------------------------------
+MeasureTexture scale 3, 256 grey levels; MeasureGranularity subsampling 0.25, background
+subsampling 0.25, element radius 10, spectrum length 16 (the default set keeps the first 3
+values, identical to the first 3 of 16); MeasureObjectIntensityDistribution 4 scaled bins,
+centred on each object's point farthest from its edge (no centre objects); MeasureColocalization
+threshold 15 % of the maximum (Manders, RWC); Zernike degree 9; MeasureObjectIntensity quartiles
+with CellProfiler's ``n * q`` position convention (cp_measure ``legacy=True``).
 
-* ``Area``: pixel count. ``Perimeter``: scikit-image's 4-neighbourhood perimeter (boundary
-  pixels weighted 1, sqrt(2) or (1 + sqrt(2)) / 2 by their local configuration).
-* ``FormFactor`` = 4 pi Area / Perimeter^2 (1 for a disc, less for irregular shapes).
-* ``Compactness`` = 2 pi (mean squared distance of the pixels from the centroid) / Area (1 for a
-  filled disc, > 1 for elongated or irregular objects; CellProfiler's definition).
-* ``Eccentricity``, ``MajorAxisLength``, ``MinorAxisLength``: of the ellipse with the same
-  second central moments (4 sqrt(eigenvalue) of the covariance of the pixel coordinates).
-* ``Solidity`` = Area / convex area, the convex area counted in pixels exactly as
-  ``regionprops`` does (hull of the pixel-edge midpoints, pixels whose centre lies inside or on
-  it; so a digital disc scores a little below 1: 0.93 for radius 10, 0.97 for radius 25).
-  ``Extent`` = Area / area of the object's axis-aligned bounding box.
-* ``EquivalentDiameter`` = sqrt(4 Area / pi).
-* ``MaxFeretDiameter``, ``MinFeretDiameter``: largest and smallest caliper width of the same
-  convex hull (rotating calipers over the hull vertices).
-* ``HuMoment_0`` ... ``HuMoment_6``: Hu's rotation-invariant moments of the binary mask
-  (``HuMoment_6`` changes sign under mirroring, as in CellProfiler).
-* ``Zernike_<n>_<m>`` for n <= 5, m <= n, n - m even (12 values): magnitudes of the Zernike
-  moments of the binary mask on the disc centred at the centroid, radius R = the largest
-  centroid-to-pixel-centre distance + 0.5; ``|Z_nm| = (n + 1) / (pi R^2) |sum V*_nm(rho, theta)|``
-  (so ``Zernike_0_0`` = Area / (pi R^2)). Magnitudes are rotation invariant.
+Feature sets (``features.set``; :func:`feature_names`)
+------------------------------------------------------
+**default** (315 columns for 5 channels; the earlier set had 317):
 
-**Intensity** -- ``{Nuclei,Cells,Cytoplasm}_Intensity_<F>_<Ch>`` (9 per compartment and
-channel) over the compartment's pixels, vectorised over channels: ``MeanIntensity``,
-``StdIntensity`` (population, ddof = 0), ``MedianIntensity``, ``MADIntensity`` (median absolute
-deviation from the median, unscaled), ``MinIntensity``, ``MaxIntensity``,
-``UpperQuartileIntensity``, ``LowerQuartileIntensity`` (quantiles with numpy's default linear
-interpolation), ``IntegratedIntensity`` (sum). Then ``Cells_Intensity_MassDisplacement_<Ch>``:
-distance in pixels between the cell's binary centroid and its intensity-weighted centroid
-(weights = max(intensity, 0)).
+* ``{Nuclei,Cells}_AreaShape_<F>`` (MeasureObjectSizeShape, 25 per object): Area, Perimeter,
+  FormFactor (4 pi Area / Perimeter^2), Compactness (Perimeter^2 / (4 pi Area), CellProfiler
+  4), Eccentricity, Solidity, Extent, Major/MinorAxisLength, EquivalentDiameter, ConvexArea,
+  BoundingBoxArea, EulerNumber, Maximum/Mean/MedianRadius, Min/MaxFeretDiameter,
+  HuMoment_0..6.
+* ``{Nuclei,Cells,Cytoplasm}_Intensity_<F>_<Ch>`` (MeasureObjectIntensity, 10 per compartment
+  and channel): Integrated, Mean, Std, Min, Max, LowerQuartile, Median, UpperQuartile, MAD
+  intensity and MassDisplacement (pixels).
+* ``Cells_Correlation_Correlation_<ChA>_<ChB>`` (MeasureColocalization, Pearson; own code).
+* ``Cells_Granularity_<1..3>_<Ch>`` (MeasureGranularity, percent of the starting mean).
+* ``Cells_RadialDistribution_{FracAtD,MeanFrac}_<Ch>_<k>of4``
+  (MeasureObjectIntensityDistribution).
+* ``{Nuclei,Cytoplasm}_Texture_<F>_<Ch>_3_00_256`` (MeasureTexture, direction 00 = horizontal
+  pairs): AngularSecondMoment, Contrast, Correlation, InverseDifferenceMoment, Entropy.
 
-**Correlation** -- ``Cells_Correlation_Correlation_<ChA>_<ChB>`` for every pair of channels
-(10 for 5 channels, pairs in channel order: DNA_ER, DNA_RNA, ..., AGP_Mito): Pearson
-correlation of the two channels over the cell's pixels.
+**extended** (opt-in, 1,848 columns for 5 channels): every compartment for AreaShape
+(all non-positional MeasureObjectSizeShape features incl. moments, inertia tensor, Zernike up to
+degree 9), Intensity (+ the 5 edge features), Correlation (Correlation, Slope, Manders and RWC
+both ways), Granularity (the 16-value spectrum) and Texture (13 Haralick features x 4
+directions); RadialDistribution (+ RadialCV) on Nuclei and Cells.
 
-**Granularity** -- ``Cells_Granularity_<scale>_<Ch>`` (one per scale and channel), a
-CellProfiler MeasureGranularity-like spectrum: the fraction of the cell's intensity (clipped at
-0) removed by a grey opening of scale ``s`` beyond what the previous scale removed,
-``(sum(open_prev) - sum(open_s)) / sum(image)`` over the cell's pixels, ``open_0`` = the image.
-The opening of scale ``s`` is ``s`` erosions then ``s`` dilations by the 3x3 cross, i.e. an
-opening by the digital disc of radius ``s`` in the city-block metric (CellProfiler likewise
-iterates ``disk(1)`` erosions); it is restricted to the cell (pixels outside the cell never
-enter a minimum or maximum), so the cell outline itself is not counted as granularity. This
-makes the openings decrease with scale: every spectrum value is in [0, 1] and a flat cell
-scores 0. (CellProfiler also subtracts a background and reconstructs; neither is done here.)
+Left out of both: position features (Location_*, Center_*, BoundingBox minimum/maximum,
+MaxIntensity location), Costes colocalisation (slow, and its thresholds depend on the image's
+bit depth), radial Zernike moments, neighbour measurements (MeasureObjectNeighbors) and
+image-level measurements.
 
-**RadialDistribution** -- ``Cells_RadialDistribution_{FracAtD,MeanFrac}_<Ch>_<k>of4``
-(CellProfiler MeasureObjectIntensityDistribution-like, 4 bins). Each cell pixel's normalised
-distance is ``r = d_center / (d_center + d_edge)``, ``d_center`` the Euclidean distance to the
-nucleus centroid, ``d_edge`` the Euclidean distance transform of the cell mask (distance to the
-nearest pixel outside the cell); bin ``k = min(floor(4 r), 3) + 1``. ``FracAtD`` = fraction of
-the cell's intensity (clipped at 0) in the bin (sums to 1 over the bins when the cell has
-positive intensity); ``MeanFrac`` = ``FracAtD`` / fraction of the cell's pixels in the bin
-(1 = as bright as the cell's average; 0 for an empty bin).
-
-**Texture** -- ``{Nuclei,Cytoplasm}_Texture_<F>_<Ch>_<d>_00`` for each distance ``d`` of
-``texture_distances``: Haralick features of the symmetric grey-level co-occurrence matrix
-(GLCM) of the compartment, ``Contrast``, ``Correlation``, ``AngularSecondMoment`` (ASM, =
-scikit-image's energy squared), ``InverseDifferenceMoment`` (= scikit-image's homogeneity,
-sum P / (1 + (i - j)^2)) and ``Entropy`` (-sum P log2 P). Intensities are quantised to 16 levels
-**per cell, channel and compartment** between the compartment's 1st and 99th percentiles
-(values outside are clipped to the end levels; a compartment with equal percentiles is one
-level). CellProfiler rescales per image instead; per-cell quantisation makes texture
-independent of the cell's brightness, which the Intensity group already measures. Only pairs of
-pixels that are both in the compartment count (pixels outside are never quantised: the
-"outside level" trick). Offsets at distance d are (0, d), (d, d), (d, 0), (d, -d) (0, 45, 90
-and 135 degrees; CellProfiler's offsets); the suffix ``00`` marks the **mean over the 4
-directions** (angles with no pair in the compartment are left out of the mean; CellProfiler
-reports the directions separately as 00..03). A compartment with no pair at any angle gets 0.
-
-Feature count for 5 channels, ``texture_distances=(3,)``, ``granularity_scales=(1, 2, 3)``:
-62 AreaShape + 140 Intensity + 10 Correlation + 15 Granularity + 40 RadialDistribution + 50
-Texture = 317.
-
-Code: this module holds the public API and the per-cell assembly; the feature groups live in
-private modules, ``_classical_shape`` (AreaShape), ``_classical_intensity`` (Intensity,
-Correlation, Granularity, RadialDistribution) and ``_classical_texture`` (Texture).
-
-Performance: each cell is measured on the bounding box of its mask, channels vectorised with
-numpy (no per-channel ``regionprops``): about 3 ms per 128x128 simulated cell on one core
-(~330 cells/s; ~1,500-pixel cells).
+Every table made with these features records ``Metadata_FeatureSet`` =
+``"<FEATURE_SET_VERSION>:<set>"`` (e.g. ``"cp4-v2:default"``); the earlier crop-based
+definitions (16 per-object grey levels, own granularity, nucleus-centred radial bins, crop-cut
+areas) were version 1 and are not comparable.
 
 Example:
     >>> import numpy as np
     >>> yy, xx = np.mgrid[:64, :64] - 32
-    >>> masks = np.where(yy**2 + xx**2 <= 20**2, 2, 0).astype(np.uint8)
-    >>> masks[yy**2 + xx**2 <= 8**2] = 1
-    >>> crops = np.ones((1, 5, 64, 64), dtype=np.float32)
-    >>> table = classical_features(crops, masks[None])
+    >>> cells = (yy**2 + xx**2 <= 20**2).astype(np.int32)
+    >>> nuclei = (yy**2 + xx**2 <= 8**2).astype(np.int32)
+    >>> image = np.full((5, 64, 64), 1000, dtype=np.float32)
+    >>> table = site_features(image, nuclei, cells)
     >>> list(table.columns) == feature_names()
     True
-    >>> float(table.loc[0, "Nuclei_AreaShape_Area"]) == float(np.count_nonzero(masks == 1))
+    >>> int(table.loc[1, "Cells_AreaShape_Area"]) == int(cells.sum())
     True
 """
 
@@ -140,145 +94,224 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from morphoflow.profiling._classical_intensity import (
-    _RADIAL_FEATURES,
-    INTENSITY_FEATURES,
-    RADIAL_BINS,
-    _channel_correlations,
-    _granularity,
-    _intensity_stats,
-    _mass_displacement,
-    _radial_distribution,
-)
-from morphoflow.profiling._classical_shape import (
-    _N_SHAPE,
-    SHAPE_FEATURES,
-    ZERNIKE_DEGREE,
-    _shape_features,
-)
-from morphoflow.profiling._classical_texture import (
-    TEXTURE_FEATURES,
-    TEXTURE_LEVELS,
-    TEXTURE_PERCENTILES,
-    _texture,
+from morphoflow.profiling import _classical_site
+from morphoflow.profiling._classical_settings import (
+    COMPARTMENTS,
+    FEATURE_SET_VERSION,
+    FEATURE_SETS,
+    SETTINGS,
+    CellProfilerSettings,
 )
 from morphoflow.screen.constants import CHANNELS
 
 __all__ = [
     "CLASSICAL_COMPARTMENTS",
-    "INTENSITY_FEATURES",
-    "RADIAL_BINS",
-    "SHAPE_FEATURES",
-    "SHAPE_OBJECTS",
-    "TEXTURE_COMPARTMENTS",
-    "TEXTURE_FEATURES",
-    "TEXTURE_LEVELS",
-    "TEXTURE_PERCENTILES",
-    "ZERNIKE_DEGREE",
+    "FEATURE_SETS",
+    "FEATURE_SET_COLUMN",
+    "FEATURE_SET_VERSION",
+    "SETTINGS",
+    "CellProfilerSettings",
+    "ClassicalExtractor",
+    "classical_extractor",
     "classical_features",
     "feature_names",
+    "feature_set_id",
+    "intensity_scale_for",
+    "site_features",
 ]
 
-#: Compartments measured by :func:`classical_features` (CellProfiler object names).
-CLASSICAL_COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cells", "Cytoplasm")
+#: Compartments measured (CellProfiler object names).
+CLASSICAL_COMPARTMENTS: tuple[str, ...] = COMPARTMENTS
 
-#: Objects with AreaShape features.
-SHAPE_OBJECTS: tuple[str, ...] = ("Nuclei", "Cells")
-
-#: Compartments with Texture features.
-TEXTURE_COMPARTMENTS: tuple[str, ...] = ("Nuclei", "Cytoplasm")
+#: Metadata column that records the feature set of a table.
+FEATURE_SET_COLUMN = "Metadata_FeatureSet"
 
 
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
-
-
-def feature_names(
-    texture_distances: Sequence[int] = (3,),
-    granularity_scales: Sequence[int] = (1, 2, 3),
-    *,
-    channels: Sequence[str] = CHANNELS,
-) -> list[str]:
-    """Return the exact column list of :func:`classical_features` for these arguments.
-
-    The order is fixed (AreaShape, Intensity, Correlation, Granularity, RadialDistribution,
-    Texture; see the module docstring) and depends only on the arguments.
-
-    Args:
-        texture_distances: GLCM distances in pixels (distinct positive ints).
-        granularity_scales: Opening radii in pixels (strictly increasing positive ints).
-        channels: Channel names, in the order of the crops' channel axis.
-
-    Returns:
-        Feature column names.
+def feature_set_id(feature_set: str = "default") -> str:
+    """The ``Metadata_FeatureSet`` value of a set, e.g. ``"cp4-v2:default"``.
 
     Raises:
-        ValueError: An argument is invalid (its name is in the message).
+        ValueError: ``feature_set`` is not one of :data:`FEATURE_SETS`.
     """
-    distances = _check_distances(texture_distances)
-    scales = _check_scales(granularity_scales)
-    chans = _check_channels(channels)
-    names: list[str] = []
-    for obj in SHAPE_OBJECTS:
-        names += [f"{obj}_AreaShape_{f}" for f in SHAPE_FEATURES]
-    for comp in CLASSICAL_COMPARTMENTS:
-        for f in INTENSITY_FEATURES:
-            names += [f"{comp}_Intensity_{f}_{ch}" for ch in chans]
-    names += [f"Cells_Intensity_MassDisplacement_{ch}" for ch in chans]
-    for a in range(len(chans)):
-        for b in range(a + 1, len(chans)):
-            names.append(f"Cells_Correlation_Correlation_{chans[a]}_{chans[b]}")
-    for ch in chans:
-        names += [f"Cells_Granularity_{s}_{ch}" for s in scales]
-    for f in _RADIAL_FEATURES:
-        for ch in chans:
-            names += [
-                f"Cells_RadialDistribution_{f}_{ch}_{k}of{RADIAL_BINS}"
-                for k in range(1, RADIAL_BINS + 1)
-            ]
-    for comp in TEXTURE_COMPARTMENTS:
-        for f in TEXTURE_FEATURES:
-            for ch in chans:
-                names += [f"{comp}_Texture_{f}_{ch}_{d}_00" for d in distances]
-    return names
+    return f"{FEATURE_SET_VERSION}:{_check_set(feature_set)}"
 
 
-def classical_features(
-    crops: np.ndarray,
-    masks: np.ndarray,
-    texture_distances: Sequence[int] = (3,),
-    granularity_scales: Sequence[int] = (1, 2, 3),
+def intensity_scale_for(dtype: np.dtype | type) -> float:
+    """CellProfiler's scale for an image stored with ``dtype``: 1 / max for integers, 1 for
+    floats (NamesAndTypes' default rescaling).
+
+    Example:
+        >>> intensity_scale_for(np.uint16) == 1 / 65535
+        True
+    """
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        return 1.0 / float(np.iinfo(dt).max)
+    return 1.0
+
+
+def feature_names(feature_set: str = "default", *, channels: Sequence[str] = CHANNELS) -> list[str]:
+    """The exact, ordered column list of a feature set (see the module docstring).
+
+    Args:
+        feature_set: ``"default"`` or ``"extended"``.
+        channels: Channel names in the order of the image's channel axis.
+
+    Returns:
+        Feature column names (no ``Metadata_``).
+
+    Raises:
+        ValueError: ``feature_set`` or ``channels`` is invalid (named in the message).
+    """
+    return _classical_site.feature_names(_check_set(feature_set), _check_channels(channels))
+
+
+def site_features(
+    image: np.ndarray,
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    objects: Sequence[int] | np.ndarray | None = None,
     *,
+    feature_set: str = "default",
     channels: Sequence[str] = CHANNELS,
+    intensity_scale: float = 1.0 / 65535.0,
 ) -> pd.DataFrame:
-    """Measure CellProfiler-like features of single-cell crops.
+    """Measure the classical features of every object of one site, whole.
 
     Args:
-        crops: ``(N, C, H, W)`` real array of intensities, channels in ``channels`` order.
-        masks: ``(N, H, W)`` integer array: 0 = not this cell, 1 = nucleus, 2 = cytoplasm.
-        texture_distances: GLCM distances in pixels (distinct positive ints).
-        granularity_scales: Opening radii in pixels (strictly increasing positive ints).
-        channels: Channel names, in the order of the crops' channel axis.
+        image: ``(C, H, W)`` real intensities (raw counts or illumination-corrected), channels
+            in ``channels`` order.
+        nuclei: ``(H, W)`` integer nucleus labels, 0 = background.
+        cells: ``(H, W)`` integer cell labels; cell k carries the label of its nucleus k.
+        objects: Labels to measure, in output row order; default = every nucleus label.
+        feature_set: ``"default"`` or ``"extended"``.
+        channels: Channel names.
+        intensity_scale: Multiplies the intensities first (CellProfiler's scaling: 1 / 65535
+            for uint16 data; see :func:`intensity_scale_for` and the module docstring).
 
     Returns:
-        Float64 DataFrame, one row per cell in input order (index ``0..N-1``), columns
-        :func:`feature_names` (feature columns only, no ``Metadata_``). Never NaN or inf.
+        Float64 DataFrame indexed by the object labels (index name ``ObjectNumber``), columns
+        :func:`feature_names`. A feature CellProfiler leaves undefined (an absent compartment,
+        texture of an object with no pixel pair at scale 3, a correlation within a one-pixel
+        object) is NaN; a correlation with a channel that is flat in the object is 0 up to
+        rounding (CellProfiler's ``numpy.corrcoef`` gives the same).
 
     Raises:
-        ValueError: ``crops``, ``masks`` or another argument has a bad shape, type or value
-            (non-finite intensities inside a cell included); the message names it.
+        ValueError: A bad shape, dtype or value; the message names the argument.
     """
-    distances = _check_distances(texture_distances)
-    scales = _check_scales(granularity_scales)
+    fs = _check_set(feature_set)
     chans = _check_channels(channels)
-    crops_arr, masks_arr = _check_inputs(crops, masks, len(chans))
-    names = feature_names(distances, scales, channels=chans)
-    out = np.zeros((crops_arr.shape[0], len(names)), dtype=np.float64)
-    centre = (crops_arr.shape[2] // 2, crops_arr.shape[3] // 2)
-    for i in range(crops_arr.shape[0]):
-        out[i] = _cell_features(i, crops_arr[i], masks_arr[i], distances, scales, centre)
-    return pd.DataFrame(out, columns=names)
+    img, nuc, cel, objs = _check_site(image, nuclei, cells, objects, len(chans))
+    if not (np.isfinite(intensity_scale) and intensity_scale > 0):
+        raise ValueError(f"intensity_scale must be a positive number, got {intensity_scale!r}")
+    names = _classical_site.feature_names(fs, chans)
+    if objs.size == 0:
+        values = np.zeros((0, len(names)))
+    else:
+        inside = (nuc > 0) | (cel > 0)
+        if not np.isfinite(img[:, inside]).all():
+            raise ValueError("image has non-finite intensities inside an object")
+        values = _classical_site.measure_site(
+            np.where(np.isfinite(img), img, 0.0), nuc, cel, objs, fs, chans, float(intensity_scale)
+        )
+    index = pd.Index(objs, name="ObjectNumber")
+    return pd.DataFrame(values, index=index, columns=names, dtype=np.float64)
+
+
+class ClassicalExtractor:
+    """The ``classical`` feature extractor of the profiling pipeline.
+
+    Two entry points, the same definitions:
+
+    * :meth:`site_features` (``profile_sites`` calls it when present): whole objects in the
+      site's labels.
+    * ``__call__(crops, masks)``: the crop interface of ``Extractor`` (stored crops). The crops
+      are tiled into one mosaic and each is measured as its own object (mask 1 = nucleus,
+      > 0 = cell); an object cut by its crop is measured as cut.
+
+    Attributes:
+        feature_set: ``"default"`` or ``"extended"``.
+        feature_set_id: The ``Metadata_FeatureSet`` value of its tables.
+    """
+
+    def __init__(self, feature_set: str = "default", *, channels: Sequence[str] = CHANNELS):
+        self.feature_set = _check_set(feature_set)
+        self.channels = _check_channels(channels)
+        self.feature_set_id = feature_set_id(self.feature_set)
+
+    def __repr__(self) -> str:
+        return f"ClassicalExtractor(feature_set={self.feature_set!r})"
+
+    def feature_names(self) -> list[str]:
+        """Column names of this extractor's tables."""
+        return feature_names(self.feature_set, channels=self.channels)
+
+    def site_features(
+        self,
+        image: np.ndarray,
+        nuclei: np.ndarray,
+        cells: np.ndarray,
+        objects: Sequence[int] | np.ndarray | None = None,
+        *,
+        intensity_scale: float = 1.0 / 65535.0,
+    ) -> pd.DataFrame:
+        """:func:`site_features` with this extractor's set and channels (same arguments)."""
+        return site_features(
+            image,
+            nuclei,
+            cells,
+            objects,
+            feature_set=self.feature_set,
+            channels=self.channels,
+            intensity_scale=intensity_scale,
+        )
+
+    def __call__(
+        self, crops: np.ndarray, masks: np.ndarray, *, intensity_scale: float = 1.0 / 65535.0
+    ) -> pd.DataFrame:
+        """Features of single-cell crops, one row per crop (index ``0..N-1``).
+
+        Args:
+            crops: ``(N, C, S, S)`` real intensities.
+            masks: ``(N, S, S)`` integers: 0 = not this cell, 1 = its nucleus, 2 = its cytoplasm.
+            intensity_scale: As in :func:`site_features`.
+
+        Raises:
+            ValueError: ``crops`` or ``masks`` has a bad shape, dtype or values.
+        """
+        crops_arr, masks_arr = _check_crops(crops, masks, len(self.channels))
+        n = crops_arr.shape[0]
+        names = self.feature_names()
+        if n == 0:
+            return pd.DataFrame(np.zeros((0, len(names))), columns=names)
+        for i in range(n):
+            if not np.isfinite(crops_arr[i][:, masks_arr[i] > 0]).all():
+                raise ValueError(f"crops[{i}] has non-finite intensities inside the cell")
+        side = int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / side))
+        _, c, h, w = crops_arr.shape
+        image = np.zeros((c, rows * h, side * w), np.float64)
+        nuclei = np.zeros((rows * h, side * w), np.int32)
+        cells = np.zeros_like(nuclei)
+        for i in range(n):
+            r, q = divmod(i, side)
+            sl = (slice(r * h, (r + 1) * h), slice(q * w, (q + 1) * w))
+            image[(slice(None), *sl)] = np.where(np.isfinite(crops_arr[i]), crops_arr[i], 0.0)
+            nuclei[sl] = np.where(masks_arr[i] == 1, i + 1, 0)
+            cells[sl] = np.where(masks_arr[i] > 0, i + 1, 0)
+        table = self.site_features(
+            image, nuclei, cells, np.arange(1, n + 1), intensity_scale=intensity_scale
+        )
+        return table.reset_index(drop=True)
+
+
+def classical_extractor(feature_set: str = "default") -> ClassicalExtractor:
+    """The classical extractor of a feature set (what ``features.set`` selects).
+
+    Raises:
+        ValueError: ``feature_set`` is not one of :data:`FEATURE_SETS`.
+    """
+    return ClassicalExtractor(feature_set)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,31 +319,10 @@ def classical_features(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_int_sequence(values: Sequence[int], name: str) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
-        raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}")
-    result = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}")
-        result.append(int(v))
-    if not result:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(result)
-
-
-def _check_distances(values: Sequence[int]) -> tuple[int, ...]:
-    distances = _check_int_sequence(values, "texture_distances")
-    if len(set(distances)) != len(distances):
-        raise ValueError(f"texture_distances must be distinct, got {values!r}")
-    return distances
-
-
-def _check_scales(values: Sequence[int]) -> tuple[int, ...]:
-    scales = _check_int_sequence(values, "granularity_scales")
-    if any(b <= a for a, b in zip(scales, scales[1:], strict=False)):
-        raise ValueError(f"granularity_scales must be strictly increasing, got {values!r}")
-    return scales
+def _check_set(feature_set: str) -> str:
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
+    return str(feature_set)
 
 
 def _check_channels(channels: Sequence[str]) -> tuple[str, ...]:
@@ -319,10 +331,52 @@ def _check_channels(channels: Sequence[str]) -> tuple[str, ...]:
     chans = tuple(channels)
     if not chans or len(set(chans)) != len(chans):
         raise ValueError(f"channels must be distinct and not empty, got {channels!r}")
+    bad = [c for c in chans if "_" in c]
+    if bad:
+        raise ValueError(f"channels must not contain '_' (feature names split on it): {bad}")
     return chans
 
 
-def _check_inputs(
+def _check_labels(labels: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be an integer label image, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (the image's H, W), got {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must not hold negative labels (min {arr.min()})")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_site(
+    image: np.ndarray,
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    objects: Sequence[int] | np.ndarray | None,
+    n_channels: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[0] != n_channels:
+        raise ValueError(
+            f"image must have shape ({n_channels}, H, W) (one plane per channel), got {img.shape}"
+        )
+    if not (np.issubdtype(img.dtype, np.floating) or np.issubdtype(img.dtype, np.integer)):
+        raise ValueError(f"image must hold real numbers, got dtype {img.dtype}")
+    nuc = _check_labels(nuclei, "nuclei", img.shape[1:])
+    cel = _check_labels(cells, "cells", img.shape[1:])
+    if objects is None:
+        objs = np.flatnonzero(np.bincount(nuc.ravel()))
+        objs = objs[objs > 0]
+    else:
+        objs = np.asarray(objects)
+        if objs.ndim != 1 or (objs.size and not np.issubdtype(objs.dtype, np.integer)):
+            raise ValueError(f"objects must be a 1-D sequence of labels, got {objects!r}")
+        if objs.size and (objs.min() < 1 or len(np.unique(objs)) != objs.size):
+            raise ValueError("objects must be distinct positive labels")
+    return img, nuc, cel, objs.astype(np.int64)
+
+
+def _check_crops(
     crops: np.ndarray, masks: np.ndarray, n_channels: int
 ) -> tuple[np.ndarray, np.ndarray]:
     crops_arr = np.asarray(crops)
@@ -351,79 +405,5 @@ def _check_inputs(
     return crops_arr, masks_arr
 
 
-# --------------------------------------------------------------------------------------------
-# One cell
-# --------------------------------------------------------------------------------------------
-
-
-def _cell_features(
-    index: int,
-    crop: np.ndarray,
-    mask: np.ndarray,
-    distances: tuple[int, ...],
-    scales: tuple[int, ...],
-    centre: tuple[int, int],
-) -> np.ndarray:
-    """All features of one cell, in :func:`feature_names` order."""
-    n_ch = crop.shape[0]
-    cell_full = mask > 0
-    rows = np.flatnonzero(cell_full.any(axis=1))
-    cols = np.flatnonzero(cell_full.any(axis=0))
-    n_pairs = n_ch * (n_ch - 1) // 2
-    sizes = (
-        2 * _N_SHAPE,
-        3 * len(INTENSITY_FEATURES) * n_ch + n_ch,
-        n_pairs,
-        n_ch * len(scales),
-        2 * n_ch * RADIAL_BINS,
-        2 * len(TEXTURE_FEATURES) * n_ch * len(distances),
-    )
-    if rows.size == 0:
-        return np.zeros(sum(sizes))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    labels = mask[r0:r1, c0:c1]
-    image = crop[:, r0:r1, c0:c1].astype(np.float64)
-    cell = labels > 0
-    nucleus = labels == 1
-
-    values = image[:, cell]  # (C, n) in row-major pixel order
-    if not np.isfinite(values).all():
-        raise ValueError(f"crops[{index}] has non-finite intensities inside the cell")
-    ys, xs = np.nonzero(cell)
-    ys = ys.astype(np.float64)
-    xs = xs.astype(np.float64)
-    in_nucleus = labels[cell] == 1
-
-    parts: list[np.ndarray] = [
-        _shape_features(nucleus),
-        _shape_features(cell),
-    ]
-
-    # Intensity: Nuclei, Cells, Cytoplasm (+ MassDisplacement of Cells).
-    nuc_sorted = np.sort(values[:, in_nucleus], axis=1)
-    cyto_sorted = np.sort(values[:, ~in_nucleus], axis=1)
-    cell_sorted = np.sort(values, axis=1)
-    parts += [
-        _intensity_stats(nuc_sorted),
-        _intensity_stats(cell_sorted),
-        _intensity_stats(cyto_sorted),
-    ]
-    positive = np.maximum(values, 0.0)
-    parts.append(_mass_displacement(positive, ys, xs))
-
-    parts.append(_channel_correlations(values))
-    parts.append(_granularity(np.maximum(image, 0.0), cell, scales))
-
-    if in_nucleus.any():
-        cy, cx = ys[in_nucleus].mean(), xs[in_nucleus].mean()
-    else:
-        cy, cx = centre[0] - r0, centre[1] - c0
-    parts.append(_radial_distribution(positive, cell, ys, xs, (cy, cx)))
-
-    parts.append(
-        _texture(
-            image, labels, (nuc_sorted, cyto_sorted), (in_nucleus, ~in_nucleus), cell, distances
-        )
-    )
-    result = np.concatenate([p.ravel() for p in parts])
-    return np.nan_to_num(result, nan=0.0, posinf=0.0, neginf=0.0)
+#: The default-set extractor (crop interface and :meth:`~ClassicalExtractor.site_features`).
+classical_features = ClassicalExtractor("default")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from morphoflow.profiling.aggregate import SITE_STRATA, SiteMedianAccumulator
 from morphoflow.profiling.cells import segment_cells
+from morphoflow.profiling.classical import FEATURE_SET_COLUMN, intensity_scale_for
 from morphoflow.profiling.crops import (
     crop_cells,
     crops_relpath,
@@ -30,7 +31,12 @@ from morphoflow.screen.constants import METADATA_COLUMNS
 from morphoflow.screen.io import read_image, read_site
 
 Extractor = Callable[[np.ndarray, np.ndarray], pd.DataFrame]
-"""(crops (N, 5, S, S) float32, masks (N, S, S) uint8) -> features (N rows, no Metadata_)."""
+"""(crops (N, 5, S, S) float32, masks (N, S, S) uint8) -> features (N rows, no Metadata_).
+
+An extractor may also have ``site_features(image (5, H, W), nuclei (H, W), cells (H, W),
+objects (N,), intensity_scale=...) -> features (N rows)``: :func:`profile_sites` then measures
+whole objects in the site instead of crops (the classical extractor), and a ``feature_set_id``
+attribute, recorded as ``Metadata_FeatureSet`` in the single-cell and site tables."""
 
 _SITE_KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
@@ -132,21 +138,28 @@ def profile_sites(
     sites = SiteMedianAccumulator()
     empty_sites: list[dict[str, object]] = []  # sites without a profiled cell: count 0
     index_rows: list[pd.DataFrame] = []
+    # an extractor with site_features (the classical one) measures whole sites, not crops
+    site_extractor = getattr(extractor, "site_features", None)
+    feature_set = getattr(extractor, "feature_set_id", None)
     try:
         for site in track(ordered.to_dict("records"), "Profiling sites", total=len(ordered)):
             key = tuple(site[k] for k in _SITE_KEYS)
             meta = {k: site[k] for k in METADATA_COLUMNS}
+            if feature_set is not None:  # e.g. "cp4-v2:default" (classical extractor)
+                meta[FEATURE_SET_COLUMN] = feature_set
             objects = by_site.get(key)
             if objects is None or objects.empty:
                 empty_sites.append({**meta, "Metadata_CellCount": 0})
                 continue
+            raw = read_site(site, root=root)
+            scale = intensity_scale_for(raw.dtype)  # CellProfiler's: uint16 / 65535
             image = correct(
-                read_site(site, root=root),
-                None if illumination is None else illumination[site["Metadata_Plate"]],
+                raw, None if illumination is None else illumination[site["Metadata_Plate"]]
             )
             if compression is not None:
                 low, high = compression[site["Metadata_Plate"]]
                 image = compress_8bit(image, low, high).astype(np.float32)
+                scale = 1.0 / 255.0
             labels = read_image(labels_dir / objects["Path_NucleiLabels"].iloc[0]).astype(np.int32)
             cells = segment_cells(image, labels)
             crops = crop_cells(
@@ -155,7 +168,17 @@ def profile_sites(
             if len(crops) == 0:
                 empty_sites.append({**meta, "Metadata_CellCount": 0})
                 continue
-            features = extractor(crops.crops, crops.masks).reset_index(drop=True)
+            if site_extractor is not None:
+                # whole objects in the site's labels (never cut by a crop)
+                features = site_extractor(
+                    image,
+                    labels,
+                    cells,
+                    crops.objects["ObjectNumber"].to_numpy(np.int64),
+                    intensity_scale=scale,
+                ).reset_index(drop=True)
+            else:
+                features = extractor(crops.crops, crops.masks).reset_index(drop=True)
             cell_meta = pd.DataFrame({k: [v] * len(crops) for k, v in meta.items()})
             cell_meta["Metadata_ObjectNumber"] = crops.objects["ObjectNumber"].to_numpy()
             cell_meta["Metadata_Nuclei_Location_Center_X"] = crops.objects[
