@@ -2,207 +2,227 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from morphoflow.atomic import atomic_dir
+from morphoflow import __version__ as morphoflow_version
+from morphoflow.execution.runner import run_partitions
+from morphoflow.execution.settings import ExecutionSettings
+from morphoflow.execution.store import (
+    PartitionStore,
+    check_partition_name,
+    partition_fingerprint,
+    screen_key,
+)
 from morphoflow.lifecycle.resolve import resolve_model_file
 from morphoflow.pipelines.data_validation.nodes import screen_root
 from morphoflow.pipelines.mlflow_metrics import metric_values
-from morphoflow.profiling.aggregate import treatment_profiles, well_profiles
+from morphoflow.pipelines.profiling.plates import (
+    PARTITION_LAYOUT_VERSION,
+    PlateTask,
+    inference_backend,
+    profile_plate,
+)
+from morphoflow.profiling.aggregate import WELL_STRATA, treatment_profiles
 from morphoflow.profiling.evaluation import plot_embedding, plot_pr_curves
-from morphoflow.profiling.extract import CropSettings, profile_sites
-from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
+from morphoflow.profiling.extract import CropSettings
 from morphoflow.profiling.workflow import (
     EvaluationSettings,
     check_design,
     evaluate_representations,
     replicate_summary,
 )
-from morphoflow.screen.table import fingerprint
-from morphoflow.segmentation.onnx_model import MODEL_SUFFIXES, load_predictor
-from morphoflow.segmentation.screen import segment_screen
-from morphoflow.segmentation.settings import PIPELINE_DEFAULTS, SegmenterSettings, make_segmenter
+from morphoflow.segmentation.onnx_model import MODEL_SUFFIXES
+from morphoflow.segmentation.settings import PIPELINE_DEFAULTS, SegmenterSettings
+from morphoflow.segmentation.unet import DEFAULT_MODEL_PATH
 
 logger = logging.getLogger(__name__)
 
 
-def _triton_client(inference: dict[str, Any]):
-    from morphoflow.serving.client import TritonClient
-
-    return TritonClient(
-        str(inference["url"]),
-        protocol=inference.get("protocol"),
-        timeout_s=float(inference.get("timeout_s", 120)),
-        retries=int(inference.get("retries", 4)),
-    )
+def _resolved(path: Path | None) -> str:
+    return "default" if path is None else str(path)
 
 
-def _backend(inference: dict[str, Any]) -> str:
-    backend = str(inference.get("backend", "local"))
-    if backend not in ("local", "triton"):
-        raise ValueError(f"inference.backend must be local or triton, got {backend!r}")
-    return backend
-
-
-@contextmanager
-def _screen_folder(folder: str | Path, image_table: pd.DataFrame, root: Path) -> Iterator[Path]:
-    """A staging folder that replaces ``folder`` as a whole when the block succeeds.
-
-    Per-plate outputs (label images, single-cell Parquet files, crops) of a run thus never sit
-    beside another screen's plates, and a failed run leaves the previous complete folder. The
-    folder records its screen in ``_screen.json`` (fingerprint of the image table and files;
-    the leading underscore keeps Parquet readers from taking it for data).
-    """
-    with atomic_dir(folder) as staging:
-        record = {"screen_root": str(root), "data_fingerprint": fingerprint(image_table, root)}
-        (staging / "_screen.json").write_text(json.dumps(record, indent=2))
-        yield staging
-
-
-def segment_nuclei_per_site(
+def plate_tasks(
     image_table: pd.DataFrame,
-    screen: dict[str, Any],
-    params: dict[str, Any],
-    inference: dict[str, Any],
-) -> pd.DataFrame:
-    """Nuclei of every site (DNA channel); label images to disk.
-
-    ``params`` is the ``nuclei:`` block: ``labels_dir`` plus the
-    :class:`~morphoflow.segmentation.settings.SegmenterSettings` fields, missing ones taken from
-    :data:`~morphoflow.segmentation.settings.PIPELINE_DEFAULTS` (unknown keys are an error).
-    With ``inference.backend=local`` the configured model (torch ``.pt`` or ``.onnx`` file,
-    ``models:/`` URI, or the shipped U-Net) runs here; with ``triton`` every site goes to the
-    server's ``nuclei_tta`` model (the same normalisation, TTA and post-processing code).
-    """
-    settings_params = {k: v for k, v in params.items() if k != "labels_dir"}
-    settings = SegmenterSettings.from_params(settings_params, defaults=PIPELINE_DEFAULTS)
-    if _backend(inference) == "triton":
-        from morphoflow.serving.client import served_views
-
-        served_views(settings.views)  # refused before the first site, not after
-        backend = _triton_client(inference)
-    else:
-        model_file = resolve_model_file(settings.model, suffix=MODEL_SUFFIXES)
-        backend = load_predictor(model_file, batch_size=settings.batch_size)
-    segment = make_segmenter(settings, backend)
-    root = screen_root(screen)
-    with _screen_folder(params["labels_dir"], image_table, root) as staging:
-        return segment_screen(image_table, root, segment, staging)
-
-
-def compute_illumination(
-    image_table: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
-) -> dict[str, Any]:
-    """Per-plate illumination functions and (optional) 8-bit stretch percentiles.
-
-    Returns ``{"functions": {plate: (C, H, W)}, "compression": {plate: (low, high)}}``; each
-    is empty when its option (``enabled``, ``compress_8bit``) is off.
-    """
-    root = screen_root(screen)
-    functions: dict[str, np.ndarray] = {}
-    compression: dict[str, Any] = {}
-    for plate, rows in image_table.groupby("Metadata_Plate"):
-        if params.get("enabled", False):
-            functions[str(plate)] = plate_illumination(
-                rows, root, int(params["downscale"]), int(params["median_size"])
-            )
-        if params.get("compress_8bit", False):
-            low, high = params["compress_percentiles"]
-            compression[str(plate)] = plate_percentiles(
-                rows, root, functions.get(str(plate)), float(low), float(high)
-            )
-    return {"functions": functions, "compression": compression}
-
-
-def _extractor(params: dict[str, Any], inference: dict[str, Any]):
-    _check_extractor(params, inference)
-    name = params["extractor"]
-    if name == "cnn" and _backend(inference) == "triton":
-        from morphoflow.serving.client import TritonFeaturizer
-
-        if params.get("model"):
-            logger.warning(
-                "features.model=%s is ignored with inference.backend=triton: the server's "
-                "featurizer model runs",
-                params["model"],
-            )
-
-        return TritonFeaturizer(_triton_client(inference), batch_size=int(params["batch_size"]))
-    if name == "classical":
-        from morphoflow.profiling.classical import classical_features
-
-        return classical_features
-    if name == "imagenet":
-        from morphoflow.profiling.cnn import ImageNetFeaturizer
-
-        return ImageNetFeaturizer(
-            params.get("weights_path"),
-            batch_size=int(params["batch_size"]),
-            device=str(params.get("device", "cpu")),
-        )
-    if name == "cnn":
-        from morphoflow.profiling.cnn import OnnxFeaturizer
-
-        path = resolve_model_file(params.get("model"), suffix=".onnx")
-        return OnnxFeaturizer(path, batch_size=int(params["batch_size"]))
-    raise AssertionError(name)  # _check_extractor refused every other name
-
-
-def extract_features(
-    image_table: pd.DataFrame,
-    nuclei: pd.DataFrame,
-    illumination: dict[str, Any],
+    store: PartitionStore,
     screen: dict[str, Any],
     nuclei_params: dict[str, Any],
+    illumination: dict[str, Any],
     crop_params: dict[str, Any],
     feature_params: dict[str, Any],
     inference: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Single-cell features (Parquet per plate) -> site profiles, plus the crop index.
-
-    The single-cell folder (and the crops folder when ``crops.store``) is replaced as a whole
-    when the node succeeds, so it holds this screen's plates only.
-    """
+) -> tuple[str, dict[str, PlateTask]]:
+    """The screen's key and one :class:`PlateTask` per plate (models resolved to files once,
+    here, so every worker loads the same file and the fingerprint sees its version)."""
     root = screen_root(screen)
-    store = bool(crop_params.get("store", False))
-    with ExitStack() as stack:
-        single_cell = stack.enter_context(
-            _screen_folder(feature_params["single_cell_dir"], image_table, root)
+    _check_extractor(feature_params, inference)
+    settings = SegmenterSettings.from_params(dict(nuclei_params), defaults=PIPELINE_DEFAULTS)
+    model_files: dict[str, Any] = {}
+    if inference_backend(inference) == "triton":
+        from morphoflow.serving.client import served_views
+
+        served_views(settings.views)  # refused before the first plate, not after
+    else:
+        model = resolve_model_file(settings.model, suffix=MODEL_SUFFIXES)
+        settings = dataclasses.replace(settings, model=_resolved(model))
+        model_files["segmentation_model"] = model or DEFAULT_MODEL_PATH
+    features = dict(feature_params)
+    if features["extractor"] == "cnn" and inference_backend(inference) == "local":
+        features["model"] = str(resolve_model_file(features.get("model"), suffix=".onnx"))
+        model_files["feature_model"] = features["model"]
+    if features["extractor"] == "imagenet":
+        model_files["feature_weights"] = features.get("weights_path")
+    crop = CropSettings(
+        int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])
+    )
+    store_crops = bool(crop_params.get("store", False))
+    key = screen_key(image_table, root)
+    tasks: dict[str, PlateTask] = {}
+    for plate, rows in image_table.groupby("Metadata_Plate", sort=True):
+        plate = check_partition_name(str(plate))
+        fingerprint_settings = {
+            "layout": PARTITION_LAYOUT_VERSION,
+            "morphoflow": morphoflow_version,
+            "segmenter": dataclasses.asdict(settings),
+            "inference": {k: inference.get(k) for k in ("backend", "url")},
+            "illumination": illumination,
+            "crop": dataclasses.asdict(crop),
+            "store_crops": store_crops,
+            "features": features,
+        }
+        tasks[plate] = PlateTask(
+            plate=plate,
+            rows=rows.reset_index(drop=True),
+            root=str(root),
+            store=store,
+            screen_key=key,
+            fingerprint=partition_fingerprint(rows, root, fingerprint_settings, model_files),
+            segmenter=settings,
+            inference=dict(inference),
+            illumination=dict(illumination),
+            crop=crop,
+            store_crops=store_crops,
+            features=features,
         )
-        crops = (
-            stack.enter_context(_screen_folder(crop_params["dir"], image_table, root))
-            if store
-            else None
-        )
-        return profile_sites(
-            image_table,
-            nuclei,
-            root=root,
-            labels_dir=nuclei_params["labels_dir"],
-            extractor=_extractor(feature_params, inference),
-            single_cell_dir=single_cell,
-            crop=CropSettings(
-                int(crop_params["size"]),
-                bool(crop_params["mask_neighbours"]),
-                str(crop_params["edge"]),
-            ),
-            illumination=illumination["functions"] or None,
-            crops_dir=crops,
-            compression=illumination["compression"] or None,
-        )
+    return key, tasks
 
 
-def aggregate_wells(site_profiles: pd.DataFrame) -> pd.DataFrame:
-    """Site medians -> well means (raw, before batch correction)."""
-    return well_profiles(site_profiles)
+def profile_plates(
+    image_table: pd.DataFrame,
+    store: PartitionStore,
+    screen: dict[str, Any],
+    nuclei_params: dict[str, Any],
+    illumination: dict[str, Any],
+    crop_params: dict[str, Any],
+    feature_params: dict[str, Any],
+    inference: dict[str, Any],
+    execution: dict[str, Any],
+) -> pd.DataFrame:
+    """Every plate's partition (nuclei, cells, features, site and well profiles), computed on
+    the ``execution`` backend; plates whose stored partition is current are reused.
+
+    Returns:
+        The plate manifest: one row per plate with ``Metadata_Plate``, ``screen_key``,
+        ``partition`` (relative to the store), ``fingerprint``, ``status`` (``computed`` or
+        ``reused``), counts, ``seconds``, ``host`` and ``pid`` of the process that computed it.
+
+    Raises:
+        PartitionsFailed: Plates that failed (named, with their errors) after retries; the
+            other plates are stored, so a re-run redoes only the failed ones; no manifest
+            (and so no screen-wide table) is written.
+    """
+    settings = ExecutionSettings.from_params(execution)
+    key, tasks = plate_tasks(
+        image_table,
+        store,
+        screen,
+        nuclei_params,
+        illumination,
+        crop_params,
+        feature_params,
+        inference,
+    )
+    store.remove_stale_staging(key)
+    reused = {
+        plate: store.record(key, plate)
+        for plate, task in tasks.items()
+        if settings.resume and store.is_current(key, plate, task.fingerprint)
+    }
+    todo = {plate: task for plate, task in tasks.items() if plate not in reused}
+    logger.info(
+        "screen %s: %d plates, %d reused from %s, %d to compute on the %s backend",
+        key,
+        len(tasks),
+        len(reused),
+        store.root / key,
+        len(todo),
+        settings.backend,
+    )
+    computed = run_partitions(profile_plate, todo, settings, what="plates")
+    rows = []
+    for plate in tasks:
+        record = computed.get(plate) or reused[plate]
+        rows.append(
+            {
+                "Metadata_Plate": plate,
+                "partition": store.relative(key, plate),
+                "status": "computed" if plate in computed else "reused",
+                **{k: v for k, v in record.items() if k != "plate"},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _partitions(manifest: pd.DataFrame, store: PartitionStore) -> list[tuple[str, Path]]:
+    found = []
+    for row in manifest.to_dict("records"):
+        folder = store.root / str(row["partition"])
+        record = store.record(str(row["screen_key"]), str(row["Metadata_Plate"]))
+        if record is None or record.get("fingerprint") != row["fingerprint"]:
+            raise FileNotFoundError(
+                f"plate {row['Metadata_Plate']}: partition {folder} is missing or was replaced "
+                "since the manifest was written; re-run the profiling pipeline"
+            )
+        found.append((str(row["Metadata_Plate"]), folder))
+    return found
+
+
+def gather_plates(
+    manifest: pd.DataFrame, store: PartitionStore
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Screen-wide tables from the plates' partitions, read one plate at a time.
+
+    Returns:
+        (raw well profiles of every plate (well means of site medians, before correction;
+        a well whose sites have no cell keeps a row with ``Metadata_CellCount`` 0 and NaN
+        features),
+        the crop index: one row per cell, ``Path_Crops`` relative to the store root).
+
+    Raises:
+        FileNotFoundError: A partition of the manifest is gone or was replaced.
+        ValueError: No site of the screen has a cell.
+    """
+    wells, indexes = [], []
+    for plate, folder in _partitions(manifest, store):
+        wells.append(pd.read_parquet(folder / "wells.parquet"))
+        index = pd.read_parquet(folder / "crop_index.parquet")
+        if len(index):
+            stored = index["Path_Crops"].astype(str) != ""
+            prefix = f"{folder.parent.name}/{plate}/crops/"
+            index.loc[stored, "Path_Crops"] = prefix + index.loc[stored, "Path_Crops"]
+            indexes.append(index)
+    if not indexes:
+        raise ValueError("no cell was found in any site of the screen: nothing to profile")
+    # the column order of a plate with cells (a plate without any has no feature columns)
+    columns = max((list(w.columns) for w in wells), key=len)
+    table = pd.concat(wells, ignore_index=True).reindex(columns=columns)
+    table = table.sort_values(list(WELL_STRATA), kind="stable").reset_index(drop=True)
+    return table, pd.concat(indexes, ignore_index=True)
 
 
 def _settings(params: dict[str, Any], wells_params: dict[str, Any]) -> EvaluationSettings:
@@ -240,7 +260,7 @@ def _check_extractor(params: dict[str, Any], inference: dict[str, Any]) -> None:
     name = params["extractor"]
     if name not in ("classical", "imagenet", "cnn"):
         raise ValueError(f"features.extractor must be classical, imagenet or cnn, got {name!r}")
-    if name == "cnn" and _backend(inference) == "local":
+    if name == "cnn" and inference_backend(inference) == "local":
         model = params.get("model")
         if model is None or str(model) in ("", "default"):
             raise ValueError(

@@ -1,6 +1,6 @@
-"""profiling pipeline: data validation -> nuclei per site -> (illumination) -> crops and
-features -> site/well profiles -> batch correction (lambda on held-out treatments) ->
-treatment profiles and evaluation report."""
+"""profiling pipeline: data validation -> per plate (sequential or on Dask): nuclei,
+(illumination), cells, crops, features, site and well profiles -> gather the plates ->
+batch correction (lambda on held-out treatments) -> treatment profiles and evaluation report."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
-from morphoflow.hooks import WRITES_FOLDER
 from morphoflow.pipelines.profiling.nodes import (
-    aggregate_wells,
     check_evaluation_design,
-    compute_illumination,
     correct_and_evaluate,
-    extract_features,
-    segment_nuclei_per_site,
+    gather_plates,
+    profile_plates,
 )
 
 
@@ -36,35 +33,27 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 name="check_evaluation_design",
             ),
             Node(
-                segment_nuclei_per_site,
-                ["profiling_image_table", "params:screen", "params:nuclei", "params:inference"],
-                "nuclei_locations",
-                name="segment_nuclei",
-                tags=[f"{WRITES_FOLDER}nuclei.labels_dir"],
-            ),
-            Node(
-                compute_illumination,
-                ["profiling_image_table", "params:screen", "params:illumination"],
-                "illumination_functions",
-                name="compute_illumination",
-            ),
-            Node(
-                extract_features,
+                profile_plates,
                 [
                     "profiling_image_table",
-                    "nuclei_locations",
-                    "illumination_functions",
+                    "plate_store",
                     "params:screen",
                     "params:nuclei",
+                    "params:illumination",
                     "params:crops",
                     "params:features",
                     "params:inference",
+                    "params:execution",
                 ],
-                ["site_profiles", "crop_index"],
-                name="extract_features",
-                tags=[f"{WRITES_FOLDER}features.single_cell_dir", f"{WRITES_FOLDER}crops.dir"],
+                "plate_manifest",
+                name="profile_plates",
             ),
-            Node(aggregate_wells, "site_profiles", "profiles_well_raw", name="aggregate_wells"),
+            Node(
+                gather_plates,
+                ["plate_manifest", "plate_store"],
+                ["profiles_well_raw", "crop_index"],
+                name="gather_plates",
+            ),
             Node(
                 correct_and_evaluate,
                 [

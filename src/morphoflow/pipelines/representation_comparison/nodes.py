@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from morphoflow.execution.store import PartitionStore
 from morphoflow.learning import WSLConfig, load_wsl_model, save_wsl_model
 from morphoflow.learning.comparison import (
     AssemblySettings,
@@ -54,7 +55,7 @@ def _check_inputs(crop_index: pd.DataFrame, wells: pd.DataFrame, holdout: HoldOu
 def train_variants(
     crop_index: pd.DataFrame,
     wells: pd.DataFrame,
-    crop_params: dict[str, Any],
+    store: PartitionStore,
     training_params: dict[str, Any],
     assembly_params: dict[str, Any],
     params: dict[str, Any],
@@ -86,9 +87,7 @@ def train_variants(
     metrics: dict[str, Any] = {}
     for name, spec in wsl["variants"].items():
         variant = WSLVariant(str(name), tuple(spec["sources"]), str(spec["split"]))
-        trained = train_variant(
-            variant, crop_index, wells, crop_params["dir"], holdout, config, assembly
-        )
+        trained = train_variant(variant, crop_index, wells, store.root, holdout, config, assembly)
         described = trained.summary()
         path = save_wsl_model(
             trained.model,
@@ -132,7 +131,7 @@ def compare(
     crop_index: pd.DataFrame,
     wells: pd.DataFrame,
     training: dict[str, Any],
-    crop_params: dict[str, Any],
+    store: PartitionStore,
     evaluation_params: dict[str, Any],
     params: dict[str, Any],
     wells_params: dict[str, Any],
@@ -152,11 +151,11 @@ def compare(
     held_wells = wells[holdout.mask(wells)].reset_index(drop=True)
 
     representations = [Representation("classical", "classical", held_wells, info={"epochs": 0})]
-    representations.append(_imagenet(eval_index, crop_params["dir"], params, batch_size, device))
+    representations.append(_imagenet(eval_index, store.root, params, batch_size, device))
     for name, info in training["variants"].items():
         model, _, _ = load_wsl_model(info["model_path"])
         profiles, seconds = held_out_wells(
-            eval_index, crop_params["dir"], Block6aExtractor(model, batch_size, device)
+            eval_index, store.root, Block6aExtractor(model, batch_size, device)
         )
         representations.append(
             Representation(

@@ -42,7 +42,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 [
                     "crop_index",
                     "profiles_well_raw",
-                    "params:crops",
+                    "plate_store",
                     "params:training",
                     "params:dataset_assembly",
                     "params:representation_comparison",
@@ -60,7 +60,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "crop_index",
                     "profiles_well_raw",
                     "representation_comparison_training",
-                    "params:crops",
+                    "plate_store",
                     "params:batch_correction",
                     "params:representation_comparison",
                     "params:wells",

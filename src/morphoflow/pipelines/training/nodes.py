@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from morphoflow.execution.store import PartitionStore
 from morphoflow.learning import (
     Block6aFeatures,
     WSLConfig,
@@ -22,7 +23,7 @@ from morphoflow.profiling.crops import load_site_crops
 
 
 def train_cellpainting_cnn(
-    combined_index: pd.DataFrame, crop_params: dict[str, Any], params: dict[str, Any]
+    combined_index: pd.DataFrame, store: PartitionStore, params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Train the WSL CNN; save it; per-epoch metrics for MLflow; confusion figure."""
     settings = dict(params["config"])
@@ -31,7 +32,7 @@ def train_cellpainting_cnn(
         fingerprint = index_fingerprint(combined_index)[:12]
         settings["checkpoint_dir"] = str(Path(settings["checkpoint_dir"]) / fingerprint)
     config = WSLConfig.from_params(settings)
-    model, classes, history = train_wsl(combined_index, crop_params["dir"], config)
+    model, classes, history = train_wsl(combined_index, store.root, config)
     save_wsl_model(
         model,
         classes,
@@ -50,9 +51,9 @@ def train_cellpainting_cnn(
         ),
         "wsl.",
     )
-    figure = _confusion_figure(model, classes, combined_index, crop_params["dir"], config)
+    figure = _confusion_figure(model, classes, combined_index, store.root, config)
     first = combined_index.iloc[0]
-    crops, _, _ = load_site_crops(Path(crop_params["dir"]) / first["Path_Crops"])
+    crops, _, _ = load_site_crops(store.root / first["Path_Crops"])
     summary = {
         "classes": classes,
         "config": config.to_dict(),  # every setting, the YAML's and WSLConfig's defaults

@@ -15,7 +15,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
         [
             Node(
                 train_cellpainting_cnn,
-                ["combined_index", "params:crops", "params:training"],
+                ["combined_index", "plate_store", "params:training"],
                 ["wsl_training_summary", "wsl_training_metrics", "wsl_confusion"],
                 name="train_cellpainting_cnn",
             ),

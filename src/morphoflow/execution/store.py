@@ -1,0 +1,180 @@
+"""Per-partition outputs of a screen, kept under the screen's key, written atomically.
+
+Layout of a :class:`PartitionStore` rooted at ``ROOT`` (the catalog's ``plate_store`` entry)::
+
+    ROOT/<screen key>/<plate>/_partition.json   fingerprint, counts, timing, worker
+    ROOT/<screen key>/<plate>/...               the partition's files (labels, tables, crops)
+
+The screen key (:func:`screen_key`) is derived from the image table and the screen folder, so
+two screens whose plates share names never mix. A partition is written into a staging folder
+beside its place and renamed into it when complete (:func:`morphoflow.atomic.atomic_dir`): a
+reader, or a re-run after a killed worker, sees the previous complete partition or the new
+one, never a half-written one. ``_partition.json`` carries the partition's fingerprint
+(:func:`partition_fingerprint`: its image-table rows, each input file's size and modification
+time, the settings and model files); a re-run skips a partition whose stored fingerprint
+matches (:meth:`PartitionStore.is_current`) and redoes only missing or stale ones.
+
+The store is a local or shared (NFS, Lustre, ...) filesystem path that the driver and every
+worker see at the same path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from morphoflow.atomic import atomic_dir
+
+RECORD = "_partition.json"
+"""Name of the record file of a partition (written last, inside the staging folder)."""
+
+_SORT = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+
+
+def screen_key(image_table: pd.DataFrame, root: str | Path) -> str:
+    """Key of a screen: its image table (rows, paths, annotations) and its folder.
+
+    Cheap and independent of file contents, so editing one plate's images changes that
+    plate's :func:`partition_fingerprint` but not the key (the other plates stay reusable).
+
+    Args:
+        image_table: Canonical image table (one row per site).
+        root: Screen folder (resolved to an absolute path).
+
+    Returns:
+        16 hex digits of a SHA-256.
+    """
+    digest = hashlib.sha256(str(Path(root).resolve()).encode())
+    ordered = image_table.sort_values(_SORT, kind="stable")[sorted(image_table.columns)]
+    digest.update(ordered.to_csv(index=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def _file_state(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def partition_fingerprint(
+    rows: pd.DataFrame,
+    root: str | Path,
+    settings: Mapping[str, Any],
+    files: Mapping[str, str | Path | None] | None = None,
+) -> str:
+    """Fingerprint of one partition's inputs: what a stored result must match to be reused.
+
+    Args:
+        rows: The partition's image-table rows.
+        root: Screen folder the ``Path_*`` columns are relative to.
+        settings: Every setting that changes the result (JSON-serialisable; others by str).
+        files: Named extra input files (model weights): their path, size and mtime count.
+
+    Returns:
+        64 hex digits of a SHA-256 over the rows, each image file's size and modification
+        time (nanoseconds), the settings and the extra files.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    ordered = rows.sort_values(_SORT, kind="stable")[sorted(rows.columns)]
+    digest.update(ordered.to_csv(index=False).encode())
+    for column in sorted(c for c in ordered.columns if c.startswith("Path_")):
+        for value in ordered[column]:
+            digest.update(f"{value}={_file_state(root / str(value))}\n".encode())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, path in sorted((files or {}).items()):
+        state = "none" if path is None else f"{path}={_file_state(Path(path))}"
+        digest.update(f"{name}:{state}\n".encode())
+    return digest.hexdigest()
+
+
+def check_partition_name(name: str) -> str:
+    """A partition (plate) name usable as one folder name.
+
+    Raises:
+        ValueError: Empty, ``.``-leading, or containing a path separator or NUL.
+    """
+    text = str(name)
+    if not text or text.startswith(".") or any(c in text for c in ("/", "\\", "\0")):
+        raise ValueError(
+            f"plate name {text!r} cannot name a partition folder (empty, leading '.', or a "
+            "path separator): rename the plate in load_data.csv / the platemap"
+        )
+    return text
+
+
+class PartitionStore:
+    """Partitions of screens under one root folder (see the module docstring).
+
+    Args:
+        root: Folder of the store (created on first write).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"PartitionStore({str(self.root)!r})"
+
+    def partition_dir(self, key: str, name: str) -> Path:
+        """Folder of partition ``name`` of screen ``key``."""
+        return self.root / key / check_partition_name(name)
+
+    def relative(self, key: str, name: str) -> str:
+        """``partition_dir`` relative to the store root, POSIX style (for path columns)."""
+        return f"{key}/{check_partition_name(name)}"
+
+    def record(self, key: str, name: str) -> dict[str, Any] | None:
+        """The stored record of a complete partition, or None when there is none."""
+        path = self.partition_dir(key, name) / RECORD
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def is_current(self, key: str, name: str, fingerprint: str) -> bool:
+        """Whether the stored partition exists and was computed from the same inputs."""
+        record = self.record(key, name)
+        return record is not None and record.get("fingerprint") == fingerprint
+
+    def remove_stale_staging(self, key: str) -> list[Path]:
+        """Remove staging folders left by killed writers of screen ``key``; returns them.
+
+        Call it when no writer of this screen is running (the driver does, before it
+        submits any partition).
+        """
+        folder = self.root / key
+        if not folder.is_dir():
+            return []
+        stale = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(".")]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return stale
+
+    @contextmanager
+    def write(self, key: str, name: str, record: Mapping[str, Any]) -> Iterator[Path]:
+        """A staging folder that becomes partition ``name`` when the block succeeds.
+
+        ``record`` (plus anything the block adds to the yielded folder) is written to
+        ``_partition.json`` last; the previous partition, if any, is replaced as a whole.
+        A failing block (or a killed process) leaves the previous partition as it was.
+
+        Yields:
+            The staging folder.
+        """
+        target = self.partition_dir(key, name)
+        with atomic_dir(target) as staging:
+            yield staging
+            with open(staging / RECORD, "w") as handle:
+                json.dump(dict(record), handle, indent=2, default=str)
+                handle.flush()
+                os.fsync(handle.fileno())
