@@ -209,7 +209,11 @@ def measure_site(
         "Cells": _Compartment(cell_rows, n),
         "Cytoplasm": _Compartment(cyto_rows, n),
     }
-    pixels = image.astype(np.float64) * intensity_scale
+    divisor = 1.0 / intensity_scale
+    if abs(divisor - round(divisor)) < 1e-6:  # value / (2^k - 1), exactly as CellProfiler
+        pixels = image.astype(np.float64) / round(divisor)
+    else:
+        pixels = image.astype(np.float64) * intensity_scale
     # MeasureTexture quantises an image in [0, 1] (skimage.img_as_ubyte): clip to that range
     texture_pixels = np.clip(pixels, 0.0, 1.0)
     groups = GROUP_COMPARTMENTS[feature_set]

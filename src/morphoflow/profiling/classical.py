@@ -109,6 +109,7 @@ __all__ = [
     "FEATURE_SETS",
     "FEATURE_SET_COLUMN",
     "FEATURE_SET_VERSION",
+    "OWN_CODE_FEATURES",
     "SETTINGS",
     "CellProfilerSettings",
     "ClassicalExtractor",
@@ -122,6 +123,12 @@ __all__ = [
 
 #: Compartments measured (CellProfiler object names).
 CLASSICAL_COMPARTMENTS: tuple[str, ...] = COMPARTMENTS
+
+#: (group, feature) pairs that morphoflow computes with its own code (every other feature is
+#: cp_measure's); each is verified equal to cp_measure in tests/profiling/.
+OWN_CODE_FEATURES: frozenset[tuple[str, str]] = frozenset(
+    {("Correlation", "Correlation"), ("Correlation", "Slope")}
+)
 
 #: Metadata column that records the feature set of a table.
 FEATURE_SET_COLUMN = "Metadata_FeatureSet"
