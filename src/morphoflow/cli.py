@@ -156,6 +156,25 @@ def _segmenter(settings, triton_url: str | None):
     return make_segmenter(settings, load_predictor(model_file, batch_size=settings.batch_size))
 
 
+_MIN_DIAMETER = typer.Option(
+    help="Smallest nucleus kept: equivalent diameter sqrt(4 area / pi), in pixels "
+    "(CellProfiler IdentifyPrimaryObjects' typical diameter minimum)."
+)
+_MAX_DIAMETER = typer.Option(
+    help="Largest nucleus kept: equivalent diameter in pixels; default: no upper bound."
+)
+_BORDER = typer.Option(
+    "--discard-border-objects/--keep-border-objects",
+    help="Discard nuclei touching the image border (the profiling pipeline does; "
+    "morphoflow segment keeps them unless asked).",
+)
+_DIAMETER = typer.Option(
+    help="Typical nucleus diameter in the images, in pixels: images are resized so that it "
+    "becomes the model's training scale (22 px) and the result resized back; default: "
+    "no rescaling (the model was trained on nuclei of 8-60 px diameter)."
+)
+
+
 @app.command("segment")
 def segment(
     images: Annotated[
@@ -198,14 +217,19 @@ def segment(
     channel: Annotated[
         int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")
     ] = None,
-    min_size: Annotated[
-        int, typer.Option(help="Smallest nucleus kept, in pixels.")
-    ] = CLI_DEFAULTS.min_size,
+    min_diameter: Annotated[float, _MIN_DIAMETER] = CLI_DEFAULTS.min_diameter,
+    max_diameter: Annotated[float | None, _MAX_DIAMETER] = CLI_DEFAULTS.max_diameter,
+    discard_border_objects: Annotated[bool, _BORDER] = CLI_DEFAULTS.discard_border_objects,
+    diameter: Annotated[float | None, _DIAMETER] = CLI_DEFAULTS.diameter,
     threshold: Annotated[
         float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
     ] = CLI_DEFAULTS.threshold,
 ) -> None:
-    """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV."""
+    """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV.
+
+    Objects are filtered as CellProfiler's IdentifyPrimaryObjects does (typical diameter
+    range, objects touching the border) and renumbered 1..n; the CSV lists the objects kept.
+    """
     from morphoflow.progress import track
     from morphoflow.segmentation.files import (
         collect_images,
@@ -222,7 +246,15 @@ def segment(
         unique_stems(files)
         n_views = views if tta else 1
         settings = SegmenterSettings.from_params(
-            {"model": model, "views": n_views, "threshold": threshold, "min_size": min_size},
+            {
+                "model": model,
+                "views": n_views,
+                "threshold": threshold,
+                "min_diameter": min_diameter,
+                "max_diameter": max_diameter,
+                "discard_border_objects": discard_border_objects,
+                "diameter": diameter,
+            },
             defaults=CLI_DEFAULTS,
         )
         segment_image = _segmenter(settings, triton_url)
@@ -238,6 +270,192 @@ def segment(
     except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
+
+
+@app.command("suggest-contours")
+def suggest_contours(
+    image: Annotated[
+        Path, typer.Argument(help="Image (2-D TIFF/PNG, or multi-channel with --channel).")
+    ],
+    points: Annotated[
+        Path,
+        typer.Option(
+            "--points", help="CSV with columns x, y (pixels, ImageJ coordinates) and optional id."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output folder for <stem>_suggestions.zip (ImageJ ROI set), "
+            "<stem>_suggestions.csv and <stem>_suggestions.json.",
+        ),
+    ],
+    views: Annotated[
+        int, typer.Option(help="Number of TTA views, 1..8 (default: CLI_DEFAULTS).")
+    ] = len(CLI_DEFAULTS.views),
+    model: Annotated[
+        str | None,
+        typer.Option(help="U-Net file (.pt or .onnx) or models:/NAME@ALIAS; default: shipped."),
+    ] = None,
+    triton_url: Annotated[
+        str | None,
+        typer.Option(help="Segment on a Triton server's nuclei_tta model (host:port or http://)."),
+    ] = None,
+    channel: Annotated[
+        int | None, typer.Option(help="Channel index of a multi-channel image (e.g. 0 for DNA).")
+    ] = None,
+    min_diameter: Annotated[float, _MIN_DIAMETER] = CLI_DEFAULTS.min_diameter,
+    max_diameter: Annotated[float | None, _MAX_DIAMETER] = CLI_DEFAULTS.max_diameter,
+    diameter: Annotated[float | None, _DIAMETER] = CLI_DEFAULTS.diameter,
+    threshold: Annotated[
+        float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
+    ] = CLI_DEFAULTS.threshold,
+) -> None:
+    """Suggest nucleus outlines at points, for annotation (AnnotatorJ-style contour assist).
+
+    Segments the image as `morphoflow segment` does (border objects kept) and writes, for each
+    point, the outline of the object under it: one polygon ROI per point (named by its id) in
+    an ImageJ/Fiji ROI set, and a CSV/JSON row with the id. A point on background or outside
+    the image gets an empty entry with the reason.
+    """
+    from morphoflow.atomic import write_text_atomic
+    from morphoflow.segmentation.files import load_channel, write_csv_atomic
+    from morphoflow.segmentation.rois import (
+        Outline,
+        outlines_to_rois,
+        read_points,
+        suggest_outlines,
+        write_roi_set,
+    )
+    from morphoflow.segmentation.settings import SegmenterSettings
+
+    try:
+        table = read_points(points)
+        settings = SegmenterSettings.from_params(
+            {
+                "model": model,
+                "views": views,
+                "threshold": threshold,
+                "min_diameter": min_diameter,
+                "max_diameter": max_diameter,
+                "diameter": diameter,
+            },
+            defaults=CLI_DEFAULTS,
+        )
+        segment_image = _segmenter(settings, triton_url)
+        plane = load_channel(image, channel)
+        labels = segment_image(plane).labels
+        rows, polygons = suggest_outlines(labels, table)
+        found = [
+            (Outline(int(row.label), 0, poly), str(row.id))
+            for row, poly in zip(rows.itertuples(index=False), polygons, strict=True)
+            if poly is not None
+        ]
+        rois = outlines_to_rois([o for o, _ in found])
+        for roi, (_, name) in zip(rois, found, strict=True):
+            roi.name = name
+        stem = image.stem
+        write_roi_set(out / f"{stem}_suggestions.zip", rois)
+        write_csv_atomic(out / f"{stem}_suggestions.csv", rows)
+        entries = [
+            {**row, "polygon": None if poly is None else poly.tolist()}
+            for row, poly in zip(rows.to_dict(orient="records"), polygons, strict=True)
+        ]
+        document = {"image": str(image), "shape": list(labels.shape), "points": entries}
+        write_text_atomic(out / f"{stem}_suggestions.json", json.dumps(document, indent=1))
+    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
+        _fail(str(exc))
+    summary = {
+        "out": str(out),
+        "points": len(rows),
+        "outlines": len(found),
+        "empty": int((rows["reason"] != "").sum()),
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("export-rois")
+def export_rois(
+    labels: Annotated[
+        list[Path], typer.Argument(help="Label images (2-D integer TIFF/PNG, 0 = background).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output folder for <stem>_rois.zip (ImageJ/Fiji) and <stem>_labels.tif."
+        ),
+    ],
+) -> None:
+    """Export label images as ImageJ/Fiji ROI sets (.zip) and napari-readable label TIFFs.
+
+    Each object becomes one traced polygon ROI named label_<n> (an object in several parts:
+    one ROI per part, label_<n>_part_<k>); holes are not exported. <stem>_labels.tif is the
+    label image as uint16/uint32 (napari: viewer.open(path, layer_type="labels")).
+    """
+    import numpy as np
+
+    from morphoflow.segmentation.files import base_stem, read_labels, write_labels
+    from morphoflow.segmentation.rois import export_roi_set
+
+    summary = []
+    try:
+        for path in labels:
+            image = read_labels(path)
+            if image.size and image.min() < 0:
+                raise ValueError(f"label image {path} holds negative values")
+            stem = base_stem(path)
+            target = out / f"{stem}_labels.tif"
+            if target.resolve() == path.resolve():
+                raise ValueError(f"{path} would be overwritten; choose another --out")
+            n = export_roi_set(image, out / f"{stem}_rois.zip")
+            write_labels(target, image)
+            objects = int(np.count_nonzero(np.unique(image)))
+            summary.append({"labels": str(path), "objects": objects, "rois": n})
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"out": str(out), "images": summary}, indent=2))
+
+
+@app.command("import-rois")
+def import_rois(
+    rois: Annotated[Path, typer.Argument(help="ImageJ/Fiji ROI set (.zip) or one .roi file.")],
+    out: Annotated[Path, typer.Option("--out", help="Label TIFF to write (uint16/uint32).")],
+    like: Annotated[
+        Path | None, typer.Option(help="Image whose height and width the labels take.")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="Height and width instead of --like, e.g. 512x640.")
+    ] = None,
+) -> None:
+    """Import an ImageJ/Fiji ROI set as a label image (e.g. annotations for fine-tuning).
+
+    Area ROIs (polygon, freehand, traced, rectangle, oval, composite) are filled by pixel
+    centres; ROIs named label_<n>[_part_<k>] keep label n, others are numbered 1..N in file
+    order; where ROIs overlap the smaller one wins.
+    """
+    import numpy as np
+
+    from morphoflow.screen.io import read_image
+    from morphoflow.segmentation.files import write_labels
+    from morphoflow.segmentation.rois import import_roi_set
+
+    try:
+        if (like is None) == (shape is None):
+            raise ValueError("give the label image's size with exactly one of --like or --shape")
+        if like is not None:
+            size = tuple(read_image(like).shape[-2:])
+        else:
+            parts = str(shape).lower().replace(",", "x").split("x")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"--shape must be HEIGHTxWIDTH, e.g. 512x640, got {shape!r}")
+            size = (int(parts[0]), int(parts[1]))
+        labels = import_roi_set(rois, size)
+        write_labels(out, labels)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    n = int(np.count_nonzero(np.unique(labels)))
+    typer.echo(json.dumps({"rois": str(rois), "out": str(out), "objects": n, "shape": list(size)}))
 
 
 @app.command("score-segmentation")

@@ -12,6 +12,8 @@ from morphoflow.segmentation.postprocess import (
     EMPTY_FIELD_CONTRAST,
     INTERIOR,
     classes_to_probabilities,
+    equivalent_diameters,
+    filter_objects,
     foreground_contrast,
     is_empty_field,
     labels_to_classes,
@@ -104,14 +106,15 @@ def test_empty_map_gives_no_object() -> None:
 
 def test_seedless_and_small_components() -> None:
     # A 5x5 object that is all boundary (no confident interior) is still found; a 2x2 blob
-    # is below min_size and dropped.
+    # too (size filters are filter_objects'), and a minimum diameter of 4.5 px drops it.
     probs = np.zeros((3, 20, 20), dtype=np.float32)
     probs[0] = 1.0
     probs[:, 2:7, 2:7] = np.array([0.1, 0.3, 0.6])[:, None, None]
     probs[:, 15:17, 15:17] = np.array([0.0, 1.0, 0.0])[:, None, None]
-    labels = probabilities_to_labels(probs, min_size=16)
-    assert labels.max() == 1 and (labels[2:7, 2:7] == 1).all() and labels.sum() == 25
-    assert probabilities_to_labels(probs, min_size=4).max() == 2
+    labels = probabilities_to_labels(probs)
+    assert labels.max() == 2 and (labels[15:17, 15:17] == 1).all() and (labels[2:7, 2:7] == 2).all()
+    filtered = filter_objects(labels, min_diameter=4.5)
+    assert filtered.max() == 1 and (filtered[2:7, 2:7] == 1).all() and filtered.sum() == 25
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -130,8 +133,69 @@ def test_round_trip_random_ellipses(seed: int) -> None:
         truth[rr, cc] = n
     assert n >= 8
     probs = classes_to_probabilities(labels_to_classes(truth))
-    labels = probabilities_to_labels(probs, min_size=8)
+    labels = filter_objects(
+        probabilities_to_labels(probs), min_diameter=3.19
+    )  # area >= 8 (pi 3.19^2 / 4 = 7.99)
     assert dsb_image_score(truth, labels.astype(np.int64)).score >= 0.9
+
+
+# ----------------------------------------------------------------------------- object filters
+
+
+def _filter_scene() -> np.ndarray:
+    """(20, 20) labels: 1 touches the top border (4x4), 2 is small (2x2 = area 4, d 2.26),
+    3 is mid (5x5 = 25, d 5.64), 4 is large (8x8 = 64, d 9.03), 5 touches the right border
+    (3x3), 6 is a single pixel in the bottom-left corner. Non-consecutive on purpose: 7 unused."""
+    lab = np.zeros((20, 20), dtype=np.int32)
+    lab[0:4, 2:6] = 1
+    lab[6:8, 1:3] = 2
+    lab[6:11, 6:11] = 3
+    lab[11:19, 11:19] = 4
+    lab[2:5, 17:20] = 5
+    lab[19, 0] = 6
+    return lab
+
+
+def test_equivalent_diameters_are_cellprofilers() -> None:
+    d = equivalent_diameters(_filter_scene())
+    expected = np.sqrt(4 * np.array([16, 4, 25, 64, 9, 1]) / np.pi)
+    np.testing.assert_allclose(d, expected)
+    assert d[2] == pytest.approx(5.6419, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("min_d", "max_d", "border", "kept"),
+    [
+        (0.0, None, False, [1, 2, 3, 4, 5, 6]),
+        (0.0, None, True, [2, 3, 4]),  # 1 (top), 5 (right), 6 (corner) touch the border
+        (2.3, None, False, [1, 3, 4, 5]),  # d < 2.3: 2 (2.26) and 6 (1.13)
+        (2.2, 9.0, False, [1, 2, 3, 5]),  # d > 9.0: 4 (9.03)
+        (2.2, 9.0, True, [2, 3]),
+        (np.sqrt(4 * 25 / np.pi), np.sqrt(4 * 25 / np.pi), False, [3]),  # bounds inclusive
+    ],
+)
+def test_filter_objects_removes_exactly_what_is_asked(
+    min_d: float, max_d: float | None, border: bool, kept: list[int]
+) -> None:
+    lab = _filter_scene()
+    out = filter_objects(lab, min_diameter=min_d, max_diameter=max_d, discard_border_objects=border)
+    assert out.dtype == np.uint32
+    # survivors renumbered 1..n in the order of their old labels, pixels unchanged
+    expected = np.zeros_like(lab)
+    for new, old in enumerate(kept, start=1):
+        expected[lab == old] = new
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_filter_objects_refuses_bad_ranges() -> None:
+    lab = _filter_scene()
+    with pytest.raises(ValueError, match=r"max_diameter \(3.0\) must be >= min_diameter"):
+        filter_objects(lab, min_diameter=4.0, max_diameter=3.0)
+    with pytest.raises(ValueError, match="min_diameter must be a finite number"):
+        filter_objects(lab, min_diameter=-1.0)
+    with pytest.raises(ValueError, match="labels"):
+        filter_objects(lab.astype(float) - 1.0)
+    assert filter_objects(np.zeros((4, 4), int)).max() == 0
 
 
 def test_foreground_only_map_splits_with_distance_seeds() -> None:
@@ -152,8 +216,8 @@ def test_probabilities_to_labels_rejects_bad_input() -> None:
         probabilities_to_labels(np.full((8, 8), np.nan))
     with pytest.raises(ValueError, match="threshold"):
         probabilities_to_labels(np.zeros((8, 8)), threshold=1.0)
-    with pytest.raises(ValueError, match="min_size"):
-        probabilities_to_labels(np.zeros((8, 8)), min_size=-1)
+    with pytest.raises(ValueError, match="seed_min_size"):
+        probabilities_to_labels(np.zeros((8, 8)), seed_min_size=-1)
 
 
 # ----------------------------------------------------------------------------- normalisation

@@ -14,7 +14,6 @@ import yaml
 from typer.testing import CliRunner
 
 from morphoflow.cli import app, segment
-from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
 from morphoflow.segmentation.onnx_model import load_predictor
 from morphoflow.segmentation.segmenter import segment_nuclei
 from morphoflow.segmentation.settings import (
@@ -36,7 +35,7 @@ def _yaml(name: str) -> dict:
 
 def test_pipeline_yaml_repeats_pipeline_defaults() -> None:
     nuclei = dict(_yaml("parameters_profiling.yml")["nuclei"])
-    nuclei.pop("labels_dir")
+    nuclei.pop("labels_dir", None)  # a data path, going to the catalog
     assert SegmenterSettings.from_params(nuclei, defaults=CLI_DEFAULTS) == PIPELINE_DEFAULTS
     # every field is written in the YAML, none left to a code default
     assert set(nuclei) == set(PIPELINE_DEFAULTS.to_params())
@@ -45,10 +44,13 @@ def test_pipeline_yaml_repeats_pipeline_defaults() -> None:
 def test_segmentation_yaml_postprocess_matches_pipeline_defaults() -> None:
     postprocess = _yaml("parameters_segmentation.yml")["segmentation"]["postprocess"]
     settings = SegmenterSettings.from_params(postprocess, defaults=PIPELINE_DEFAULTS)
-    assert (settings.threshold, settings.min_size) == (
+    assert (settings.threshold, settings.min_diameter, settings.max_diameter) == (
         PIPELINE_DEFAULTS.threshold,
-        PIPELINE_DEFAULTS.min_size,
+        PIPELINE_DEFAULTS.min_diameter,
+        PIPELINE_DEFAULTS.max_diameter,
     )
+    # the evaluation scores against truth that keeps border nuclei: it must keep them too
+    assert settings.discard_border_objects is False
 
 
 def test_promotion_scores_with_the_cli_views() -> None:
@@ -56,21 +58,28 @@ def test_promotion_scores_with_the_cli_views() -> None:
     assert _yaml("parameters_evaluation.yml")["evaluation"]["views"] == len(CLI_DEFAULTS.views)
 
 
-def test_cli_and_pipeline_defaults_differ_only_in_views() -> None:
+def test_cli_and_pipeline_defaults_differ_only_in_views_and_border_objects() -> None:
     assert CLI_DEFAULTS.views == VIEW_ORDER  # 8 views: one image at a time
     assert PIPELINE_DEFAULTS.views == ("identity",)  # no TTA over a whole screen
-    assert {**CLI_DEFAULTS.to_params(), "views": None} == {
-        **PIPELINE_DEFAULTS.to_params(),
-        "views": None,
-    }
+    assert CLI_DEFAULTS.discard_border_objects is False  # a user sees every nucleus
+    assert PIPELINE_DEFAULTS.discard_border_objects is True  # truncated crops/features
+    differ = {"views": None, "discard_border_objects": None}
+    assert {**CLI_DEFAULTS.to_params(), **differ} == {**PIPELINE_DEFAULTS.to_params(), **differ}
     assert SegmenterSettings() == CLI_DEFAULTS
+    # min_size 16 px became min_diameter 4.5 px: the same objects (area >= 16) are kept
+    assert np.pi * 4.5**2 / 4 == pytest.approx(15.90, abs=0.01)
+    assert (CLI_DEFAULTS.min_diameter, CLI_DEFAULTS.max_diameter) == (4.5, None)
+    assert CLI_DEFAULTS.diameter is None
 
 
 def test_cli_options_default_to_cli_defaults() -> None:
     options = inspect.signature(segment).parameters
     assert options["views"].default == len(CLI_DEFAULTS.views)
     assert options["threshold"].default == CLI_DEFAULTS.threshold
-    assert options["min_size"].default == CLI_DEFAULTS.min_size
+    assert options["min_diameter"].default == CLI_DEFAULTS.min_diameter
+    assert options["max_diameter"].default == CLI_DEFAULTS.max_diameter
+    assert options["discard_border_objects"].default == CLI_DEFAULTS.discard_border_objects
+    assert options["diameter"].default == CLI_DEFAULTS.diameter
 
 
 # ----------------------------------------------------------------------------- from_params
@@ -78,14 +87,20 @@ def test_cli_options_default_to_cli_defaults() -> None:
 
 def test_unknown_keys_are_all_named() -> None:
     with pytest.raises(ValueError, match=r"unknown keys \['treshold', 'view'\]"):
-        SegmenterSettings.from_params({"view": 2, "treshold": 0.4, "min_size": 3})
+        SegmenterSettings.from_params({"view": 2, "treshold": 0.4, "min_diameter": 3})
+    with pytest.raises(ValueError, match=r"unknown keys \['min_size'\]"):  # replaced, not aliased
+        SegmenterSettings.from_params({"min_size": 16})
 
 
 def test_missing_keys_come_from_the_given_defaults() -> None:
     assert SegmenterSettings.from_params({}).views == VIEW_ORDER
     assert SegmenterSettings.from_params({}, defaults=PIPELINE_DEFAULTS).views == ("identity",)
-    settings = SegmenterSettings.from_params({"min_size": 4, "model": None})
-    assert (settings.min_size, settings.model, settings.uses_default_model) == (4, "default", True)
+    settings = SegmenterSettings.from_params({"min_diameter": 4, "model": None})
+    assert (settings.min_diameter, settings.model, settings.uses_default_model) == (
+        4.0,
+        "default",
+        True,
+    )
 
 
 def test_round_trip_through_params() -> None:
@@ -99,8 +114,15 @@ def test_round_trip_through_params() -> None:
         ("threshold", 0.0, "threshold must be in"),
         ("threshold", 1.0, "threshold must be in"),
         ("threshold", "0.5", "threshold must be a number"),
-        ("min_size", -1, "min_size must be an int >= 0"),
-        ("min_size", 2.5, "min_size must be an int >= 0"),
+        ("min_diameter", -1, "min_diameter must be a finite number of pixels >= 0"),
+        ("min_diameter", float("nan"), "min_diameter must be a finite number"),
+        ("min_diameter", None, "min_diameter must be a number of pixels >= 0"),
+        ("max_diameter", "40", "max_diameter must be a number of pixels >= 0"),
+        ("max_diameter", 4.0, r"max_diameter \(4.0\) must be >= min_diameter \(4.5\)"),
+        ("diameter", 0, "diameter must be a finite number of pixels > 0"),
+        ("diameter", float("inf"), "diameter must be a finite number of pixels > 0"),
+        ("discard_border_objects", "false", "discard_border_objects must be true or false"),
+        ("discard_border_objects", 1, "discard_border_objects must be true or false"),
         ("batch_size", 0, "batch_size must be an int >= 1"),
         ("batch_size", True, "batch_size must be an int >= 1"),
     ],
@@ -163,9 +185,13 @@ def predict():
 
 
 def test_local_segmenter_is_segment_nuclei_with_the_settings(dna: np.ndarray, predict) -> None:
-    settings = SegmenterSettings(views=["identity", "rot90"], threshold=0.6, min_size=4)
+    settings = SegmenterSettings(
+        views=["identity", "rot90"], threshold=0.6, min_diameter=2.5, max_diameter=15.0
+    )
     made = make_segmenter(settings, predict)(dna)
-    direct = segment_nuclei(predict, dna, views=("identity", "rot90"), threshold=0.6, min_size=4)
+    direct = segment_nuclei(
+        predict, dna, views=("identity", "rot90"), threshold=0.6, min_diameter=2.5, max_diameter=15
+    )
     assert made.views == ("identity", "rot90")  # named views honoured, not "the first 2"
     np.testing.assert_array_equal(made.labels, direct.labels)
     assert made.labels.max() > 0
@@ -180,6 +206,8 @@ def test_factory_refuses_what_it_cannot_use() -> None:
 
 def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np.ndarray) -> None:
     """Same settings -> same labels, from `morphoflow segment` and the pipeline node."""
+    from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+
     root = tmp_path / "screen"
     (root / "P1").mkdir(parents=True)
     tifffile.imwrite(root / "P1" / "A01_s1_DNA.tif", dna)
@@ -198,7 +226,10 @@ def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np
         "model": "default",
         "views": 2,
         "threshold": 0.6,
-        "min_size": 8,
+        "min_diameter": 3.5,
+        "max_diameter": 40,
+        "discard_border_objects": False,
+        "diameter": None,
         "batch_size": 4,
         "labels_dir": str(tmp_path / "labels"),
     }
@@ -217,8 +248,10 @@ def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np
             "2",
             "--threshold",
             "0.6",
-            "--min-size",
-            "8",
+            "--min-diameter",
+            "3.5",
+            "--max-diameter",
+            "40",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -228,6 +261,8 @@ def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np
 
 
 def test_profiling_node_names_unknown_nuclei_keys(tmp_path: Path) -> None:
+    from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+
     params = {"views": 1, "treshold": 0.5, "labels_dir": str(tmp_path / "labels")}
     with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
         segment_nuclei_per_site(pd.DataFrame(), {"root": str(tmp_path)}, params, {})

@@ -56,7 +56,10 @@ def test_cpu_repository_layout_and_configs(tmp_path: Path, onnx_models: dict[str
         "image": False,
         "views": True,
         "threshold": True,
-        "min_size": True,
+        "min_diameter": True,
+        "max_diameter": True,
+        "discard_border_objects": True,
+        "diameter": True,
     }
 
 

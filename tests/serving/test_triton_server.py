@@ -84,7 +84,7 @@ def test_served_segmenter_equals_local_segmenter_for_the_same_settings(
     image = real_looking_dna((96, 112), seed=5)
     client = _client(server, "grpc")
     for views in (3, ["identity", "flip_lr"]):
-        settings = SegmenterSettings(views=views, threshold=0.55, min_size=10)
+        settings = SegmenterSettings(views=views, threshold=0.55, min_diameter=3.5)
         served = make_segmenter(settings, client)(image)
         local = make_segmenter(settings, OnnxUNet(onnx_models["unet"]))(image)
         assert served.views == local.views == settings.views

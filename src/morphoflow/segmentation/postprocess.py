@@ -7,7 +7,9 @@ The U-Net predicts per-pixel softmax probabilities of 3 classes, in this order:
 (the classic DSB 2018 "3-class" approach: the boundary class keeps touching nuclei apart).
 :func:`labels_to_classes` makes that target from ground-truth instance masks and
 :func:`probabilities_to_labels` turns predicted probabilities back into instances (seeded
-watershed). :func:`normalize_image` is the per-image input normalisation.
+watershed); :func:`filter_objects` then applies CellProfiler IdentifyPrimaryObjects' object
+filters (typical diameter range, objects touching the image border).
+:func:`normalize_image` is the per-image input normalisation.
 
 Only numpy, scipy and scikit-image are needed (this also runs inside Triton's python backend).
 """
@@ -99,7 +101,6 @@ def classes_to_probabilities(classes: np.ndarray, n_classes: int = 3) -> np.ndar
 def probabilities_to_labels(
     probs: np.ndarray,
     threshold: float = 0.5,
-    min_size: int = 16,
     seed_min_size: int = 4,
 ) -> np.ndarray:
     """Nucleus instances from U-Net probabilities (seeded watershed).
@@ -112,7 +113,8 @@ def probabilities_to_labels(
     3. every foreground component that holds no seed becomes a seed itself (small nuclei with
        no confident interior are not lost);
     4. watershed of ``-interior`` from the seeds, restricted to the foreground;
-    5. objects smaller than ``min_size`` pixels are dropped; labels renumbered 1..n.
+    5. labels renumbered 1..n. No object is dropped here: size and border filters are
+       :func:`filter_objects` (the segmenter applies them).
 
     Foreground-only input (H, W) (probability of nucleus): foreground = ``probs > threshold``;
     seeds are the h-maxima (h = :data:`DISTANCE_SEED_H` pixels) of the foreground's Euclidean
@@ -121,7 +123,6 @@ def probabilities_to_labels(
     Args:
         probs: Array (3, H, W) of class probabilities, or (H, W) of foreground probability.
         threshold: Probability threshold in (0, 1).
-        min_size: Minimum object area in pixels (>= 0).
         seed_min_size: Minimum seed area in pixels (>= 0; 3-class input only).
 
     Returns:
@@ -140,9 +141,8 @@ def probabilities_to_labels(
         raise ValueError("probs holds NaN or infinite values")
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    for name, value in (("min_size", min_size), ("seed_min_size", seed_min_size)):
-        if isinstance(value, bool) or int(value) < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if isinstance(seed_min_size, bool) or int(seed_min_size) < 0:
+        raise ValueError(f"seed_min_size must be an int >= 0, got {seed_min_size!r}")
     p = p.astype(np.float32, copy=False)
 
     if p.ndim == 3:
@@ -161,7 +161,6 @@ def probabilities_to_labels(
     if seeds.max() == 0:
         return np.zeros(foreground.shape, dtype=np.uint32)
     labels = watershed(landscape, markers=seeds, mask=foreground)
-    labels = _remove_small(labels, int(min_size))
     return relabel_sequential(labels)[0].astype(np.uint32)
 
 
@@ -191,6 +190,116 @@ def _seed_empty_components(seeds: np.ndarray, foreground: np.ndarray) -> np.ndar
     extra, _ = ndi.label(missing, structure=np.ones((3, 3), dtype=bool))
     out[missing] = extra[missing] + out.max()
     return out
+
+
+MIN_DIAMETER: float = 4.5
+"""Default smallest equivalent diameter kept, in pixels: area >= pi * 4.5^2 / 4 = 15.9 px,
+i.e. objects of at least 16 pixels (the former ``min_size`` default, unchanged)."""
+
+
+def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameter of each object: the diameter of a circle with its area.
+
+    ``d = sqrt(4 * area / pi)`` in pixels, CellProfiler's ``AreaShape_EquivalentDiameter``
+    (the diameter IdentifyPrimaryObjects' "typical diameter" range is compared with).
+
+    Args:
+        labels: Instance labels (H, W), non-negative integers, 0 = background.
+
+    Returns:
+        float64 array (labels.max(),): entry i is the diameter of label i + 1 (0.0 for a label
+        number that holds no pixel).
+
+    Example:
+        >>> equivalent_diameters(np.array([[1, 1], [1, 1]])).round(3)
+        array([2.257])
+    """
+    lab = check_label_image(labels, "labels")
+    areas = np.bincount(lab.ravel().astype(np.int64), minlength=int(lab.max(initial=0)) + 1)
+    return np.sqrt(4.0 * areas[1:] / np.pi)
+
+
+def filter_objects(
+    labels: np.ndarray,
+    min_diameter: float = MIN_DIAMETER,
+    max_diameter: float | None = None,
+    discard_border_objects: bool = False,
+) -> np.ndarray:
+    """CellProfiler IdentifyPrimaryObjects' object filters, then consecutive relabelling.
+
+    Mirrors IdentifyPrimaryObjects' "Typical diameter of objects, in pixel units (Min,Max)"
+    with "Discard objects outside the diameter range?" = Yes, and "Discard objects touching the
+    border of the image?":
+
+    1. size: an object is discarded when its equivalent diameter (:func:`equivalent_diameters`,
+       ``sqrt(4 * area / pi)``) lies outside [min_diameter, max_diameter] (bounds kept, as in
+       CellProfiler, which compares the area with ``pi * d^2 / 4``);
+    2. border: when ``discard_border_objects``, every remaining object with at least one pixel
+       in the first or last row or column is discarded;
+    3. the objects left are renumbered 1..n in the order of their old labels.
+
+    Args:
+        labels: Instance labels (H, W), non-negative integers, 0 = background.
+        min_diameter: Smallest equivalent diameter kept, in pixels (>= 0; 0 keeps all).
+        max_diameter: Largest equivalent diameter kept, in pixels (>= min_diameter), or None
+            for no upper bound.
+        discard_border_objects: Discard objects touching the image border.
+
+    Returns:
+        uint32 labels (H, W), objects numbered 1..n.
+
+    Raises:
+        ValueError: ``labels`` is not a 2-D label image, or a diameter is negative, not finite
+            or ``max_diameter < min_diameter``.
+
+    Example:
+        >>> lab = np.zeros((6, 6), int); lab[0:2, 0:2] = 1; lab[2:5, 2:5] = 2; lab[5, 5] = 3
+        >>> filter_objects(lab, min_diameter=1.5, discard_border_objects=True)[3]
+        array([0, 0, 1, 1, 1, 0], dtype=uint32)
+    """
+    lab = check_label_image(labels, "labels")
+    if lab.ndim != 2:
+        raise ValueError(f"labels must be 2-D (H, W), got shape {lab.shape}")
+    low, high = check_diameter_range(min_diameter, max_diameter)
+    n = int(lab.max(initial=0))
+    if n == 0:
+        return np.zeros(lab.shape, dtype=np.uint32)
+    diameters = np.sqrt(4.0 * np.bincount(lab.ravel().astype(np.int64), minlength=n + 1) / np.pi)
+    keep = diameters >= low
+    if high is not None:
+        keep &= diameters <= high
+    if discard_border_objects:
+        edge = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]).astype(np.int64)
+        keep[edge] = False
+    keep[0] = False
+    new = np.zeros(n + 1, dtype=np.uint32)
+    new[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return new[lab]
+
+
+def check_diameter_range(
+    min_diameter: float, max_diameter: float | None
+) -> tuple[float, float | None]:
+    """Validate a typical-diameter range (pixels); returns it as floats.
+
+    Raises:
+        ValueError: A bound that is not a finite number >= 0 (named), or max < min.
+    """
+    bounds = []
+    for name, value in (("min_diameter", min_diameter), ("max_diameter", max_diameter)):
+        if value is None and name == "max_diameter":
+            bounds.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ValueError(f"{name} must be a number of pixels >= 0, got {value!r}")
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number of pixels >= 0, got {value!r}")
+        bounds.append(float(value))
+    low, high = bounds
+    assert low is not None
+    if high is not None and high < low:
+        raise ValueError(f"max_diameter ({high}) must be >= min_diameter ({low})")
+    return low, high
 
 
 EMPTY_FIELD_CONTRAST: float = 10.0

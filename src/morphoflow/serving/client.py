@@ -40,6 +40,8 @@ _TRANSIENT = (
 )
 _NUMPY_TO_TRITON = {
     np.dtype(np.float32): "FP32",
+    np.dtype(np.float64): "FP64",
+    np.dtype(np.bool_): "BOOL",
     np.dtype(np.int32): "INT32",
     np.dtype(np.uint32): "UINT32",
 }
@@ -239,7 +241,10 @@ class TritonClient:
         image: np.ndarray,
         views: ViewsArg = CLI_DEFAULTS.views,
         threshold: float = CLI_DEFAULTS.threshold,
-        min_size: int = CLI_DEFAULTS.min_size,
+        min_diameter: float = CLI_DEFAULTS.min_diameter,
+        max_diameter: float | None = CLI_DEFAULTS.max_diameter,
+        discard_border_objects: bool = CLI_DEFAULTS.discard_border_objects,
+        diameter: float | None = CLI_DEFAULTS.diameter,
         model: str = "nuclei_tta",
     ) -> Segmentation:
         """Segment nuclei in one 2-D image on the server (normalisation, TTA, instances).
@@ -251,8 +256,17 @@ class TritonClient:
                 (the first n views of ``VIEW_ORDER``), so named views are served only when
                 they are such a prefix, in that order.
             threshold: Probability threshold, in (0, 1).
-            min_size: Smallest nucleus kept, in pixels.
+            min_diameter: Smallest equivalent diameter kept, in pixels.
+            max_diameter: Largest equivalent diameter kept, in pixels; None = no bound (the
+                input is not sent).
+            discard_border_objects: Discard objects touching the image border.
+            diameter: Typical nucleus diameter for rescaling, in pixels; None = no rescaling
+                (not sent).
             model: Served model name.
+
+        Object filters are CellProfiler IdentifyPrimaryObjects' (see
+        :func:`morphoflow.segmentation.postprocess.filter_objects`); the server validates all
+        values with :class:`~morphoflow.segmentation.settings.SegmenterSettings`.
 
         Returns:
             The :class:`Segmentation` (labels (H, W) uint32, probabilities (3, H, W) float32).
@@ -266,16 +280,17 @@ class TritonClient:
         if image.ndim != 2 or image.size == 0:
             raise ValueError(f"image must be a non-empty 2-D array (H, W), got shape {image.shape}")
         names = served_views(views)
-        out = self.infer(
-            model,
-            {
-                "image": image.astype(np.float32),
-                "views": np.array([len(names)], np.int32),
-                "threshold": np.array([threshold], np.float32),
-                "min_size": np.array([min_size], np.int32),
-            },
-            ["probabilities", "labels", "agreement"],
-        )
+        inputs = {
+            "image": image.astype(np.float32),
+            "views": np.array([len(names)], np.int32),
+            "threshold": np.array([threshold], np.float32),
+            "min_diameter": np.array([min_diameter], np.float64),
+            "discard_border_objects": np.array([bool(discard_border_objects)], np.bool_),
+        }
+        for name, value in (("max_diameter", max_diameter), ("diameter", diameter)):
+            if value is not None:
+                inputs[name] = np.array([value], np.float64)
+        out = self.infer(model, inputs, ["probabilities", "labels", "agreement"])
         return Segmentation(
             labels=out["labels"].astype(np.uint32),
             probabilities=out["probabilities"],

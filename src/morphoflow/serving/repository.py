@@ -184,7 +184,10 @@ def tta_model_config(
         Tensor("image", "TYPE_FP32", (-1, -1)),
         Tensor("views", "TYPE_INT32", (1,), optional=True),
         Tensor("threshold", "TYPE_FP32", (1,), optional=True),
-        Tensor("min_size", "TYPE_INT32", (1,), optional=True),
+        Tensor("min_diameter", "TYPE_FP64", (1,), optional=True),
+        Tensor("max_diameter", "TYPE_FP64", (1,), optional=True),
+        Tensor("discard_border_objects", "TYPE_BOOL", (1,), optional=True),
+        Tensor("diameter", "TYPE_FP64", (1,), optional=True),
     ]
     outputs = [
         Tensor("probabilities", "TYPE_FP32", (3, -1, -1)),

@@ -62,7 +62,8 @@ def train_nucleus_unet(
 
 def _unet_segmenter(model: NucleusUNet, postprocess: dict[str, Any]):
     """(image, views) -> labels: the shipped segmenter factory with the ``postprocess`` block
-    (``threshold``, ``min_size``; unknown keys are an error) and the given views."""
+    (``threshold``, object filters ``min_diameter`` / ``max_diameter`` /
+    ``discard_border_objects``; unknown keys are an error) and the given views."""
     predict = partial(predict_probabilities, model)
 
     def segment(image: np.ndarray, views: int) -> np.ndarray:

@@ -7,11 +7,15 @@ normally ``nuclei_unet``), de-augments, merges and post-processes. All of that i
 :func:`morphoflow.segmentation.tiling.predict_tiled` — the code ``morphoflow segment`` runs
 offline — with the model call replaced by a BLS request.
 
-Optional inputs: ``views`` (a count n in 1..8: the first n views of ``VIEW_ORDER``),
-``threshold`` and ``min_size``; a missing input takes its value from
-:data:`morphoflow.segmentation.settings.CLI_DEFAULTS` (8 views, 0.5, 16), and the values are
-validated by :class:`~morphoflow.segmentation.settings.SegmenterSettings` (the rule of every
-other entry point).
+Optional inputs (each one value): ``views`` (INT32, a count n in 1..8: the first n views of
+``VIEW_ORDER``), ``threshold`` (FP32), the CellProfiler-style object filters
+``min_diameter`` / ``max_diameter`` (FP64, equivalent diameter in pixels) and
+``discard_border_objects`` (BOOL), and ``diameter`` (FP64, rescaling: the typical nucleus
+diameter in pixels). A missing input takes its value from
+:data:`morphoflow.segmentation.settings.CLI_DEFAULTS` (8 views, 0.5, min 4.5 px, no maximum,
+border objects kept, no rescaling), and the values are validated by
+:class:`~morphoflow.segmentation.settings.SegmenterSettings` (the rule of every other entry
+point).
 Outputs: ``probabilities`` (3, H, W), ``labels`` (H, W) uint32, ``agreement`` (n objects).
 """
 
@@ -80,10 +84,16 @@ class TritonPythonModel:
         if not np.isfinite(image).all():
             raise BadRequest("image holds NaN or infinite values")
         try:
+            d = CLI_DEFAULTS
             settings = SegmenterSettings(
-                views=self._scalar(request, "views", len(CLI_DEFAULTS.views), int),
-                threshold=self._scalar(request, "threshold", CLI_DEFAULTS.threshold, float),
-                min_size=self._scalar(request, "min_size", CLI_DEFAULTS.min_size, int),
+                views=self._scalar(request, "views", len(d.views), int),
+                threshold=self._scalar(request, "threshold", d.threshold, float),
+                min_diameter=self._scalar(request, "min_diameter", d.min_diameter, float),
+                max_diameter=self._scalar(request, "max_diameter", d.max_diameter, float),
+                discard_border_objects=self._scalar(
+                    request, "discard_border_objects", d.discard_border_objects, bool
+                ),
+                diameter=self._scalar(request, "diameter", d.diameter, float),
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
