@@ -498,6 +498,55 @@ def score_segmentation(
     typer.echo(json.dumps(report, indent=2))
 
 
+@app.command(
+    "measure",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+def measure(
+    channels: Annotated[
+        list[str],
+        typer.Argument(
+            help="Channel images as NAME=FILE, e.g. DNA=dna.tif ER=er.tif RNA=rna.tif "
+            "AGP=agp.tif Mito=mito.tif (column order; one plane per file)."
+        ),
+    ],
+    nuclei: Annotated[
+        Path, typer.Option("--nuclei", help="Nucleus label image (integer TIFF, 0 = background).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Parquet file to write (one row per nucleus).")
+    ],
+    cells: Annotated[
+        Path | None,
+        typer.Option("--cells", help="Cell label image; cell k must carry the label of nucleus k."),
+    ] = None,
+    cells_out: Annotated[
+        Path | None,
+        typer.Option("--cells-out", help="Without --cells: save the grown cells here (TIFF)."),
+    ] = None,
+    feature_set: Annotated[
+        str, typer.Option("--set", help="Feature set: default or extended.")
+    ] = "default",
+) -> None:
+    """Measure CellProfiler's features of your own images and masks (Nuclei_, Cells_,
+    Cytoplasm_ columns; see the README's classical features). Without --cells, cells are grown
+    from the nuclei as the profiling pipeline does."""
+    from morphoflow.profiling.measure import measure_files, parse_channel_args
+
+    try:
+        table = measure_files(
+            parse_channel_args(channels),
+            nuclei,
+            out,
+            cells=cells,
+            cells_out=cells_out,
+            feature_set=feature_set,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"out": str(out), "objects": len(table), "features": table.shape[1] - 2}))
+
+
 # --- model lifecycle: registry, gated promotion, rollback ---------------------------------
 
 

@@ -1,0 +1,145 @@
+"""``morphoflow measure`` on real TIFF files: one row per nucleus, refused masks, grown cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from morphoflow.cli import app
+from morphoflow.profiling.cells import segment_cells
+from morphoflow.profiling.classical import feature_names, feature_set_id, site_features
+from morphoflow.screen.constants import CHANNELS
+from morphoflow.simulate.render import render_site
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("field")
+    image, nuclei = render_site(5, size=160, n_cells=8)
+    cells = segment_cells(image.astype(np.float32), nuclei.astype(np.int32))
+    files = {}
+    for c, ch in enumerate(CHANNELS):
+        files[ch] = folder / f"{ch.lower()}.tif"
+        tifffile.imwrite(files[ch], image[c])  # uint16, 12-bit data
+    tifffile.imwrite(folder / "nuclei.tif", nuclei.astype(np.uint16))
+    tifffile.imwrite(folder / "cells.tif", cells.astype(np.uint16))
+    return {
+        "dir": folder,
+        "image": image,
+        "nuclei": nuclei.astype(np.int32),
+        "cells": cells,
+        "files": files,
+    }
+
+
+def _run(args: list) -> object:
+    return CliRunner().invoke(app, ["measure", *[str(a) for a in args]])
+
+
+def _channel_args(field: dict) -> list[str]:
+    return [f"{ch}={path}" for ch, path in field["files"].items()]
+
+
+def test_measure_with_cells_writes_one_row_per_nucleus(field, tmp_path: Path) -> None:
+    out = tmp_path / "features.parquet"
+    result = _run(
+        [*_channel_args(field), "--nuclei", field["dir"] / "nuclei.tif"]
+        + ["--cells", field["dir"] / "cells.tif", "--out", out]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    labels = np.unique(field["nuclei"][field["nuclei"] > 0])
+    assert table["ObjectNumber"].tolist() == labels.tolist()
+    assert (table["Metadata_FeatureSet"] == feature_set_id("default")).all()
+    assert list(table.columns[2:]) == feature_names()
+    expected = site_features(field["image"], field["nuclei"], field["cells"])
+    np.testing.assert_allclose(table[feature_names()].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_measure_grows_cells_like_the_pipeline_and_saves_them(field, tmp_path: Path) -> None:
+    out, cells_out = tmp_path / "f.parquet", tmp_path / "grown" / "cells.tif"
+    result = _run(
+        [*_channel_args(field), "--nuclei", field["dir"] / "nuclei.tif"]
+        + ["--cells-out", cells_out, "--out", out, "--set", "extended"]
+    )
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(tifffile.imread(cells_out), field["cells"])
+    table = pd.read_parquet(out)
+    assert list(table.columns[2:]) == feature_names("extended")
+    assert (table["Metadata_FeatureSet"] == feature_set_id("extended")).all()
+
+
+def test_two_channels_with_cells_and_custom_names(field, tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    result = _run(
+        [f"Hoechst={field['files']['DNA']}", f"Actin={field['files']['AGP']}"]
+        + ["--nuclei", field["dir"] / "nuclei.tif", "--cells", field["dir"] / "cells.tif"]
+        + ["--out", out]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert "Cells_Correlation_Correlation_Hoechst_Actin" in table.columns
+    assert "Nuclei_Intensity_MeanIntensity_Hoechst" in table.columns
+    np.testing.assert_allclose(
+        table["Nuclei_Intensity_MeanIntensity_Hoechst"],
+        site_features(field["image"], field["nuclei"], field["cells"])[
+            "Nuclei_Intensity_MeanIntensity_DNA"
+        ],
+        rtol=1e-12,
+    )
+
+
+def _refused(args: list, *needles: str) -> None:
+    result = _run(args)
+    assert result.exit_code == 2, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def test_mismatched_cells_are_refused_naming_the_mismatch(field, tmp_path: Path) -> None:
+    nuclei_file = field["dir"] / "nuclei.tif"
+    base = [*_channel_args(field), "--nuclei", nuclei_file, "--out", tmp_path / "f.parquet"]
+    cells = field["cells"].copy()
+    shifted = np.where(cells > 0, cells + 100, 0).astype(np.uint16)  # other labels
+    tifffile.imwrite(tmp_path / "shifted.tif", shifted)
+    _refused([*base, "--cells", tmp_path / "shifted.tif"], "shifted.tif", "has no cell for")
+    swapped = cells.copy()
+    swapped[cells == 1], swapped[cells == 2] = 2, 1
+    tifffile.imwrite(tmp_path / "swapped.tif", swapped.astype(np.uint16))
+    _refused(
+        [*base, "--cells", tmp_path / "swapped.tif"], "swapped.tif", "nucleus 1 lies in cell 2"
+    )
+    extra = cells.copy()
+    extra[:3, :3] = 999
+    tifffile.imwrite(tmp_path / "extra.tif", extra.astype(np.uint16))
+    _refused([*base, "--cells", tmp_path / "extra.tif"], "without a nucleus", "999")
+    assert not (tmp_path / "f.parquet").exists()
+
+
+def test_bad_arguments_are_single_clear_errors(field, tmp_path: Path) -> None:
+    nuclei_file = field["dir"] / "nuclei.tif"
+    out = tmp_path / "f.parquet"
+    channels = _channel_args(field)
+    _refused(["DNA", "--nuclei", nuclei_file, "--out", out], "'DNA' is not NAME=FILE")
+    _refused([*channels, "--nuclei", tmp_path / "nope.tif", "--out", out], "nope.tif")
+    _refused([channels[0], channels[0], "--nuclei", nuclei_file, "--out", out], "given twice")
+    _refused([channels[0], "--nuclei", nuclei_file, "--out", out], "without --cells", "AGP")
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.zeros((10, 10), np.uint16))
+    _refused([*channels, "--nuclei", small, "--out", out], "--nuclei", "small.tif", "(10, 10)")
+    floats = tmp_path / "float.tif"
+    tifffile.imwrite(floats, field["nuclei"].astype(np.float32))
+    _refused([*channels, "--nuclei", floats, "--out", out], "float.tif", "integer label image")
+    _refused([*channels, "--nuclei", nuclei_file, "--out", out, "--set", "full"], "feature_set")
+    _refused(
+        [*channels, "--nuclei", nuclei_file, "--cells", field["dir"] / "cells.tif"]
+        + ["--cells-out", tmp_path / "c.tif", "--out", out],
+        "--cells-out",
+    )
+    assert not out.exists()
