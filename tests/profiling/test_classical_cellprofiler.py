@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cp_measure.bulk import get_core_measurements, get_correlation_measurements
 from scipy.stats import spearmanr
 
+from morphoflow.profiling._classical_reference import cp_measure_reference
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.classical import OWN_CODE_FEATURES, feature_names, site_features
 from morphoflow.screen.constants import CHANNELS
@@ -29,79 +29,6 @@ def site() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image, nuclei = render_site(11, size=256, n_cells=18)
     cells = segment_cells(image.astype(np.float32), nuclei.astype(np.int32))
     return image, nuclei.astype(np.int32), cells
-
-
-def _oracle(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, names: list[str]) -> dict:
-    """cp_measure's value of every named feature, per nucleus label (sorted)."""
-    core = get_core_measurements(legacy=True)  # sanitize=True: any labels
-    corr = get_correlation_measurements()
-    objects = np.unique(nuclei[nuclei > 0])
-    masks = {
-        "Nuclei": nuclei,
-        "Cells": cells,
-        "Cytoplasm": np.where(nuclei > 0, 0, cells),
-    }
-    pixels = image.astype(np.float64) / 65535.0  # CellProfiler reads uint16 as [0, 1]
-    cache: dict[tuple, dict] = {}
-
-    def run(comp: str, group: str, *channels: str) -> tuple[dict, np.ndarray]:
-        key = (comp, group, *channels)
-        labels = masks[comp]
-        present = np.unique(labels[labels > 0])
-        if key not in cache:
-            px = [pixels[CHANNELS.index(ch)] for ch in channels]
-            if group == "AreaShape":
-                result = core["sizeshape"](labels, None) | core["feret"](labels, None)
-                result |= core["zernike"](labels, None)
-            elif group == "Intensity":
-                result = core["intensity"](labels, px[0])
-            elif group == "Granularity":
-                result = core["granularity"](labels, px[0])  # 16 scales, subsampling 0.25
-            elif group == "RadialDistribution":
-                result = core["radial_distribution"](labels, px[0])  # 4 bins
-            elif group == "Texture":
-                result = core["texture"](labels, np.clip(px[0], 0, 1))  # scale 3, 256 levels
-            elif group == "Correlation":
-                result = corr["pearson"](px[0], px[1], labels)
-                result |= corr["manders_fold"](px[0], px[1], labels)
-                result |= corr["rwc"](px[0], px[1], labels)
-            cache[key] = result
-        return cache[key], present
-
-    values = {}
-    for name in names:
-        comp, group, rest = name.split("_", 2)
-        parts = rest.split("_")
-        if group == "AreaShape":
-            result, present = run(comp, group)
-            key = rest
-        elif group == "Intensity":
-            result, present = run(comp, group, parts[-1])
-            key = f"Intensity_{parts[0]}"
-        elif group == "Granularity":
-            result, present = run(comp, group, parts[1])
-            key = f"Granularity_{parts[0]}"
-        elif group == "RadialDistribution":
-            result, present = run(comp, group, parts[1])
-            key = f"RadialDistribution_{parts[0]}_{parts[2]}"
-        elif group == "Texture":
-            result, present = run(comp, group, parts[1])
-            key = f"{parts[0]}_{'_'.join(parts[2:])}"
-        elif group == "Correlation":
-            feature, a, b = parts
-            first, second = sorted((a, b), key=CHANNELS.index)
-            result, present = run(comp, group, first, second)
-            which = "1" if a == first else "2"
-            key = {
-                "Correlation": "Correlation_Pearson",
-                "Slope": "Correlation_Slope",
-                "Manders": f"Correlation_Manders_{which}",
-                "RWC": f"Correlation_RWC_{which}",
-            }[feature]
-        out = np.full(objects.size, np.nan)
-        out[np.searchsorted(objects, present)] = np.asarray(result[key], dtype=np.float64)
-        values[name] = out
-    return values
 
 
 def _disagreements(ours: dict, oracle: dict) -> list[str]:
@@ -135,7 +62,7 @@ def test_every_feature_agrees_with_cp_measure(site, feature_set: str) -> None:
     table = site_features(image, nuclei, cells, feature_set=feature_set)
     assert list(table.index) == sorted(np.unique(nuclei[nuclei > 0]))
     ours = {n: table[n].to_numpy() for n in names}
-    oracle = _oracle(image, nuclei, cells, names)
+    oracle = cp_measure_reference(image, nuclei, cells, names, CHANNELS)
     assert set(oracle) == set(names)
     bad = _disagreements(ours, oracle)
     assert not bad, f"{len(bad)} of {len(names)} features disagree: {bad[:10]}"
@@ -148,7 +75,7 @@ def test_the_comparison_can_fail(site) -> None:
     """The criterion catches a 1 % scaling error and a swapped channel."""
     image, nuclei, cells = site
     names = [f"Cells_Intensity_MeanIntensity_{ch}" for ch in CHANNELS]
-    oracle = _oracle(image, nuclei, cells, names)
+    oracle = cp_measure_reference(image, nuclei, cells, names, CHANNELS)
     assert not _disagreements(dict(oracle), oracle)
     # same ranks, not the same numbers: the relative-difference bound catches it ...
     assert len(_disagreements({n: v * 1.01 for n, v in oracle.items()}, oracle)) == len(names)

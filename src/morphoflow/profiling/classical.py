@@ -127,7 +127,19 @@ CLASSICAL_COMPARTMENTS: tuple[str, ...] = COMPARTMENTS
 #: (group, feature) pairs that morphoflow computes with its own code (every other feature is
 #: cp_measure's); each is verified equal to cp_measure in tests/profiling/.
 OWN_CODE_FEATURES: frozenset[tuple[str, str]] = frozenset(
-    {("Correlation", "Correlation"), ("Correlation", "Slope")}
+    {
+        ("Correlation", "Correlation"),
+        ("Correlation", "Slope"),
+        ("RadialDistribution", "FracAtD"),
+        ("RadialDistribution", "MeanFrac"),
+        ("RadialDistribution", "RadialCV"),
+        # default set only (direction 00); the extended set's Texture is cp_measure's
+        ("Texture", "AngularSecondMoment"),
+        ("Texture", "Contrast"),
+        ("Texture", "Correlation"),
+        ("Texture", "InverseDifferenceMoment"),
+        ("Texture", "Entropy"),
+    }
 )
 
 #: Metadata column that records the feature set of a table.
