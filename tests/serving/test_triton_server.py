@@ -98,6 +98,72 @@ def test_served_segmenter_equals_local_segmenter_for_the_same_settings(
     assert "model=other.onnx is ignored" in caplog.text
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_served_object_filters_are_request_options(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], protocol: str
+) -> None:
+    """min_diameter / max_diameter / discard_border_objects / diameter sent with the request
+    remove exactly what the local segmenter removes with the same settings."""
+    from morphoflow.segmentation.postprocess import filter_objects
+    from tests.segmentation.test_object_filters import border_scene, touches_border
+
+    server, _ = triton
+    image = border_scene()
+    client = _client(server, protocol)
+    unet = OnnxUNet(onnx_models["unet"])
+    default = client.segment(image, views=1, min_diameter=0.0)
+    assert default.labels.max() == 6 and touches_border(default.labels)
+    for options in (
+        {"discard_border_objects": True},
+        {"min_diameter": 8.0, "max_diameter": 25.0},
+        {"min_diameter": 8.0, "max_diameter": 25.0, "discard_border_objects": True},
+        {"diameter": 30.0},
+    ):
+        served = client.segment(image, views=1, **options)
+        local = make_segmenter(SegmenterSettings(views=1, **options), unet)(image)
+        np.testing.assert_array_equal(served.labels, local.labels, err_msg=str(options))
+        assert len(served.agreement) == served.labels.max()
+    both = client.segment(
+        image, views=1, min_diameter=8, max_diameter=25, discard_border_objects=True
+    )
+    np.testing.assert_array_equal(
+        both.labels, filter_objects(default.labels, 8, 25, discard_border_objects=True)
+    )
+    assert both.labels.max() == 3
+    # a request without options takes CLI_DEFAULTS: border objects kept
+    plain = client.infer("nuclei_tta", {"image": image.astype(np.float32)}, ["labels"])
+    assert touches_border(plain["labels"])
+    # a bad option is refused by name; the server keeps serving
+    inputs = {"image": image.astype(np.float32), "min_diameter": np.array([9.0])}
+    with pytest.raises(TritonRequestError, match=r"max_diameter \(8.0\) must be >= min_diameter"):
+        client.infer("nuclei_tta", {**inputs, "max_diameter": np.array([8.0])}, ["labels"])
+    assert client.segment(image, views=1).labels.max() == 6
+
+
+def test_suggest_contours_against_triton_matches_offline(
+    triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from morphoflow.cli import app
+
+    server, _ = triton
+    tifffile.imwrite(tmp_path / "site.tif", real_looking_dna((128, 128), seed=5))
+    (tmp_path / "points.csv").write_text("id,x,y\na,64,64\nb,20.5,90\nc,-1,3\n")
+    outputs = {}
+    for name, backend in (
+        ("offline", ["--model", str(onnx_models["unet"])]),
+        ("served", ["--triton-url", server.grpc_url]),
+    ):
+        args = ["suggest-contours", str(tmp_path / "site.tif"), "--points"]
+        args += [str(tmp_path / "points.csv"), "--out", str(tmp_path / name), *backend]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs[name] = json.loads((tmp_path / name / "site_suggestions.json").read_text())
+    assert outputs["served"]["points"] == outputs["offline"]["points"]
+    assert outputs["served"]["points"][2]["reason"].startswith("outside the image")
+
+
 def test_segment_cli_against_triton_matches_offline(
     triton: tuple[TritonServer, Path], onnx_models: dict[str, Path], tmp_path: Path
 ) -> None:
