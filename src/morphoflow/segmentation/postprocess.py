@@ -164,12 +164,12 @@ def probabilities_to_labels(
     return relabel_sequential(labels)[0].astype(np.uint32)
 
 
-def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Zero the objects with fewer than ``min_size`` pixels (labels not renumbered)."""
-    if min_size <= 1 or labels.max() == 0:
+def _remove_small(labels: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Zero the objects with fewer than ``min_pixels`` pixels (labels not renumbered)."""
+    if min_pixels <= 1 or labels.max() == 0:
         return labels
     sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
+    small = sizes < min_pixels
     small[0] = False
     out = labels.copy()
     out[small[labels]] = 0
