@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from morphoflow.profiling._classical_fast import _haralick_dense, _haralick_sparse
 from morphoflow.profiling._classical_reference import cp_measure_reference
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.classical import OWN_CODE_FEATURES, feature_names, site_features
@@ -55,9 +56,15 @@ def _disagreements(ours: dict, oracle: dict) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("feature_set", ["default", "extended"])
-def test_every_feature_agrees_with_cp_measure(site, feature_set: str) -> None:
+@pytest.mark.parametrize(
+    ("feature_set", "gain"),
+    [("default", 1), ("extended", 1), ("default", 16)],
+    ids=["default-12bit", "extended-12bit", "default-16bit"],
+)
+def test_every_feature_agrees_with_cp_measure(site, feature_set: str, gain: int) -> None:
     image, nuclei, cells = site
+    # gain 16: the 12-bit data spread over the whole uint16 range (all 256 texture levels)
+    image = (image.astype(np.uint32) * gain).clip(0, 65535).astype(np.uint16)
     names = feature_names(feature_set)
     table = site_features(image, nuclei, cells, feature_set=feature_set)
     assert list(table.index) == sorted(np.unique(nuclei[nuclei > 0]))
@@ -82,3 +89,14 @@ def test_the_comparison_can_fail(site) -> None:
     # ... and a wrong channel breaks the ranks
     swapped = {n: oracle[names[(i + 1) % len(names)]] for i, n in enumerate(names)}
     assert _disagreements(swapped, oracle)
+
+
+def test_sparse_and_dense_glcm_paths_agree() -> None:
+    rng = np.random.default_rng(3)
+    n = 7
+    obj = rng.integers(0, n, 5000)
+    gi, gj = rng.integers(1, 256, 5000), rng.integers(1, 256, 5000)
+    dense = _haralick_dense(obj, gi, gj, n, 256)
+    sparse = _haralick_sparse(obj, gi, gj, n)
+    for name in dense:
+        np.testing.assert_allclose(sparse[name], dense[name], rtol=1e-10, err_msg=name)

@@ -133,8 +133,47 @@ FAST_TEXTURE_FEATURES: tuple[str, ...] = (
 )
 
 
+@dataclass
+class TexturePairs:
+    """Pixel pairs ``scale`` apart inside one object, per direction (label geometry only).
+
+    Attributes:
+        n: Number of objects (labels 1..n).
+        scale: Pair distance, pixels.
+        pairs: Per direction of :data:`TEXTURE_DIRECTIONS`: flat indices of the first and the
+            second pixel and the object index (0-based) of each pair.
+    """
+
+    n: int
+    scale: int
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def texture_pairs(labels: np.ndarray, scale: int) -> TexturePairs:
+    """The same-object pixel pairs of every direction (computed once per compartment)."""
+    n = int(labels.max(initial=0))
+    h, w = labels.shape
+    flat = np.arange(h * w).reshape(h, w)
+    pairs = []
+    for sy, sx in TEXTURE_DIRECTIONS:
+        dy, dx = sy * scale, sx * scale
+        if dy >= h or abs(dx) >= w:
+            empty = np.zeros(0, np.int64)
+            pairs.append((empty, empty, empty))
+            continue
+        a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+        b = (slice(dy, h), slice(max(0, dx), w + min(0, dx)))
+        la = labels[a]
+        same = (la > 0) & (la == labels[b])
+        pairs.append((flat[a][same], flat[b][same], la[same].astype(np.int64) - 1))
+    return TexturePairs(n, scale, pairs)
+
+
+_DENSE_LIMIT = 8_000_000  # n_objects x levels^2 entries above which the GLCM stays sparse
+
+
 def texture_features(
-    labels: np.ndarray, pixels: np.ndarray, scale: int, directions: tuple[int, ...]
+    geometry: TexturePairs, pixels: np.ndarray, directions: tuple[int, ...]
 ) -> dict[str, np.ndarray]:
     """cp_measure's ``get_texture(scale, gray_levels=256)`` for :data:`FAST_TEXTURE_FEATURES`.
 
@@ -142,56 +181,90 @@ def texture_features(
     pixels ``scale`` apart in a direction counts when both belong to the same object and
     neither is at level 0 (mahotas ``ignore_zeros``); the matrix is symmetric. An object
     without a pair in any of the 4 directions gets NaN in every direction (as cp_measure).
+    Features (mahotas ``haralick_features``), with ``p`` the normalised matrix and ``i``, ``j``
+    its grey levels: AngularSecondMoment ``sum p^2``; Contrast ``sum p (i - j)^2``;
+    Correlation ``(sum p i j - mu_i mu_j) / (sigma_i sigma_j)`` (1 when a sigma is 0);
+    InverseDifferenceMoment ``sum p / (1 + (i - j)^2)``; Entropy ``-sum p log2 p``.
 
     Returns:
         ``{"<Feature>_<scale>_<dd>_256": (n,) values}`` for the requested directions.
     """
-    n = int(labels.max(initial=0))
-    levels = img_as_ubyte(pixels).astype(np.int64)
-    h, w = labels.shape
+    n, scale = geometry.n, geometry.scale
+    levels = img_as_ubyte(pixels).ravel()
     valid = np.ones(n, bool)
     results: dict[str, np.ndarray] = {}
-    for d, (sy, sx) in enumerate(TEXTURE_DIRECTIONS):
-        dy, dx = sy * scale, sx * scale
-        if dy >= h or abs(dx) >= w:
-            valid[:] = False
-            continue
-        a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
-        b = (slice(dy, h), slice(max(0, dx), w + min(0, dx)))
-        la, ga, gb = labels[a], levels[a], levels[b]
-        ok = (la > 0) & (la == labels[b]) & (ga > 0) & (gb > 0)
-        obj = la[ok] - 1
+    for d, (a_idx, b_idx, obj_all) in enumerate(geometry.pairs):
+        ga, gb = levels[a_idx], levels[b_idx]
+        ok = (ga > 0) & (gb > 0)
+        obj = obj_all[ok]
         valid &= np.bincount(obj, minlength=n) > 0
         if d not in directions:
             continue
-        gi, gj = ga[ok], gb[ok]
-        codes = np.concatenate([(obj * 256 + gi) * 256 + gj, (obj * 256 + gj) * 256 + gi])
-        entry, count = np.unique(codes, return_counts=True)
-        e_obj = entry // 65536
-        i = (entry // 256) % 256
-        j = entry % 256
-        total = np.bincount(e_obj, weights=count, minlength=n)
+        gi, gj = ga[ok].astype(np.int64), gb[ok].astype(np.int64)
+        size = int(max(gi.max(initial=0), gj.max(initial=0))) + 1
         with np.errstate(invalid="ignore", divide="ignore"):
-            p = count / total[e_obj]
-
-            def per(weights: np.ndarray, e_obj: np.ndarray = e_obj) -> np.ndarray:
-                return np.bincount(e_obj, weights=weights, minlength=n).astype(np.float64)
-
-            ux, uy = per(p * j), per(p * i)
-            vx, vy = per(p * j * j) - ux**2, per(p * i * i) - uy**2
-            sxy = np.sqrt(vx) * np.sqrt(vy)
-            flat = (np.sqrt(vx) == 0) | (np.sqrt(vy) == 0)
-            corr = np.where(flat, 1.0, (per(p * i * j) - ux * uy) / np.where(flat, 1.0, sxy))
-            diff2 = (i - j) ** 2
-            feats = {
-                "AngularSecondMoment": per(p * p),
-                "Contrast": per(p * diff2),
-                "Correlation": corr,
-                "InverseDifferenceMoment": per(p / (1.0 + diff2)),
-                "Entropy": -per(p * np.log2(p)),
-            }
+            if n * size * size <= _DENSE_LIMIT:
+                feats = _haralick_dense(obj, gi, gj, n, size)
+            else:
+                feats = _haralick_sparse(obj, gi, gj, n)
         for name, value in feats.items():
             results[f"{name}_{scale}_{d:02d}_256"] = np.asarray(value, dtype=np.float64)
     for value in results.values():
         value[~valid] = np.nan
     return results
+
+
+def _haralick_dense(
+    obj: np.ndarray, gi: np.ndarray, gj: np.ndarray, n: int, size: int
+) -> dict[str, np.ndarray]:
+    counts = np.bincount((obj * size + gi) * size + gj, minlength=n * size * size)
+    counts = counts.reshape(n, size, size).astype(np.float64)
+    counts += counts.transpose(0, 2, 1)
+    total = counts.sum(axis=(1, 2))
+    p = counts / total[:, None, None]
+    k = np.arange(size, dtype=np.float64)
+    px, py = p.sum(axis=1), p.sum(axis=2)  # mahotas: px = p.sum(0) (over rows), py = p.sum(1)
+    ux, uy = px @ k, py @ k
+    vx, vy = px @ (k * k) - ux**2, py @ (k * k) - uy**2
+    sx, sy = np.sqrt(vx), np.sqrt(vy)
+    flat = (sx == 0) | (sy == 0)
+    ij = np.outer(k, k)
+    corr = np.where(flat, 1.0, ((p * ij).sum(axis=(1, 2)) - ux * uy) / np.where(flat, 1.0, sx * sy))
+    diff2 = (k[:, None] - k[None, :]) ** 2
+    logp = np.log2(np.where(p > 0, p, 1.0))
+    return {
+        "AngularSecondMoment": (p * p).sum(axis=(1, 2)),
+        "Contrast": (p * diff2).sum(axis=(1, 2)),
+        "Correlation": corr,
+        "InverseDifferenceMoment": (p / (1.0 + diff2)).sum(axis=(1, 2)),
+        "Entropy": -(p * logp).sum(axis=(1, 2)),
+    }
+
+
+def _haralick_sparse(
+    obj: np.ndarray, gi: np.ndarray, gj: np.ndarray, n: int
+) -> dict[str, np.ndarray]:
+    codes = np.concatenate([(obj * 256 + gi) * 256 + gj, (obj * 256 + gj) * 256 + gi])
+    entry, count = np.unique(codes, return_counts=True)
+    e_obj = entry // 65536
+    i = ((entry // 256) % 256).astype(np.float64)
+    j = (entry % 256).astype(np.float64)
+    total = np.bincount(e_obj, weights=count, minlength=n)
+    p = count / total[e_obj]
+
+    def per(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(e_obj, weights=weights, minlength=n).astype(np.float64)
+
+    ux, uy = per(p * j), per(p * i)
+    vx, vy = per(p * j * j) - ux**2, per(p * i * i) - uy**2
+    sx, sy = np.sqrt(vx), np.sqrt(vy)
+    flat = (sx == 0) | (sy == 0)
+    corr = np.where(flat, 1.0, (per(p * i * j) - ux * uy) / np.where(flat, 1.0, sx * sy))
+    diff2 = (i - j) ** 2
+    return {
+        "AngularSecondMoment": per(p * p),
+        "Contrast": per(p * diff2),
+        "Correlation": corr,
+        "InverseDifferenceMoment": per(p / (1.0 + diff2)),
+        "Entropy": -per(p * np.log2(p)),
+    }

@@ -11,7 +11,12 @@ from functools import cache
 
 import numpy as np
 
-from morphoflow.profiling._classical_fast import radial_features, radial_geometry, texture_features
+from morphoflow.profiling._classical_fast import (
+    radial_features,
+    radial_geometry,
+    texture_features,
+    texture_pairs,
+)
 from morphoflow.profiling._classical_settings import (
     GROUP_COMPARTMENTS,
     INTENSITY_DEFAULT,
@@ -328,6 +333,11 @@ def measure_site(
     suffixes = _texture_suffixes(feature_set)
     for name in groups["Texture"]:
         comp = comps[name]
+        pairs = (
+            texture_pairs(comp.labels, SETTINGS.texture_scale)
+            if comp.present.size and not extended
+            else None
+        )
         per_channel = [
             (
                 core["texture"](
@@ -337,7 +347,7 @@ def measure_site(
                     gray_levels=SETTINGS.texture_gray_levels,
                 )
                 if extended
-                else texture_features(comp.labels, texture_pixels[c], SETTINGS.texture_scale, (0,))
+                else texture_features(pairs, texture_pixels[c], (0,))
             )
             if comp.present.size
             else {}
