@@ -190,6 +190,12 @@ def profile_sites(
             cell_meta["Metadata_CropEdgeFraction"] = crops.objects[
                 "Metadata_CropEdgeFraction"
             ].to_numpy()
+            # a cell larger than its crop is cut by it (CNN features see part of it; the
+            # classical extractor measures the whole cell in the site)
+            whole = np.bincount(np.where(labels > 0, labels, cells).ravel())
+            objs = crops.objects["ObjectNumber"].to_numpy(np.int64)
+            in_crop = np.count_nonzero(crops.masks, axis=(1, 2))
+            cell_meta["Metadata_CropCutsCell"] = in_crop < whole[np.minimum(objs, whole.size - 1)]
             writer.write(site["Metadata_Plate"], pd.concat([cell_meta, features], axis=1))
 
             sites.add_site(meta, features.to_numpy(np.float64), list(features.columns))
