@@ -12,6 +12,9 @@ from functools import cache
 import numpy as np
 
 from morphoflow.profiling._classical_fast import (
+    granularity_chain,
+    granularity_mean_operator,
+    granularity_spectrum,
     radial_features,
     radial_geometry,
     texture_features,
@@ -294,23 +297,38 @@ def measure_site(
                 columns += [comp.scatter(rwc[f"Correlation_RWC_{k}"]) for k in (1, 2)]
     tick("Correlation")
 
-    # Granularity
+    # Granularity (own orchestration: the image chain once per channel, the per-object
+    # operator once per compartment; cp_measure's steps)
     scales = _granularity_scales(feature_set)
-    for name in groups["Granularity"]:
-        comp = comps[name]
+    gran_comps = [comps[name] for name in groups["Granularity"]]
+    operators = [
+        granularity_mean_operator(comp.labels, SETTINGS.granularity_subsample)
+        if comp.present.size
+        else None
+        for comp in gran_comps
+    ]
+    spectra: list[list[dict]] = [[] for _ in gran_comps]
+    if gran_comps:
+        for c in range(len(channels)):
+            recs = granularity_chain(
+                pixels[c],
+                SETTINGS.granularity_subsample,
+                SETTINGS.granularity_background_subsample,
+                SETTINGS.granularity_element_size,
+                len(scales),
+            )
+            for k, comp in enumerate(gran_comps):
+                spectra[k].append(
+                    granularity_spectrum(pixels[c], comp.labels, recs, operators[k])
+                    if comp.present.size
+                    else {}
+                )
+    for k, comp in enumerate(gran_comps):
         for c in range(len(channels)):
             if not comp.present.size:
                 columns.extend([nan] * len(scales))
                 continue
-            result = core["granularity"](
-                comp.labels,
-                pixels[c],
-                subsample_size=SETTINGS.granularity_subsample,
-                image_sample_size=SETTINGS.granularity_background_subsample,
-                element_size=SETTINGS.granularity_element_size,
-                granular_spectrum_length=len(scales),
-            )
-            put(comp, result, [f"Granularity_{k}" for k in scales])
+            put(comp, spectra[k][c], [f"Granularity_{s}" for s in scales])
     tick("Granularity")
 
     # RadialDistribution (own code: the label geometry once per compartment, not per channel)

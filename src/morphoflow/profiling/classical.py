@@ -127,9 +127,13 @@ CLASSICAL_COMPARTMENTS: tuple[str, ...] = COMPARTMENTS
 #: (group, feature) pairs that morphoflow computes with its own code (every other feature is
 #: cp_measure's); each is verified equal to cp_measure in tests/profiling/.
 OWN_CODE_FEATURES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("Correlation", "Correlation"),
-        ("Correlation", "Slope"),
+    {("Correlation", "Correlation"), ("Correlation", "Slope")}
+    | {
+        # cp_measure's steps, the image chain shared by the compartments
+        ("Granularity", str(k))
+        for k in range(1, 17)
+    }
+    | {
         ("RadialDistribution", "FracAtD"),
         ("RadialDistribution", "MeanFrac"),
         ("RadialDistribution", "RadialCV"),
