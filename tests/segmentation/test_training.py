@@ -189,3 +189,13 @@ def test_mix_streams_follows_the_weights() -> None:
 def test_mix_streams_rejects_bad_weights(weights: list[float]) -> None:
     with pytest.raises(ValueError, match="one positive weight per stream"):
         next(mix_streams([iter([]), iter([])], weights))
+
+
+def test_time_limit_stops_after_the_epoch_that_passes_it(
+    sample: tuple[np.ndarray, np.ndarray],
+) -> None:
+    config = _tiny_config(epochs=3, steps_per_epoch=1)
+    _, limited = train_unet(itertools.repeat(sample), config, time_limit_s=0.0)
+    assert [h["epoch"] for h in limited] == [1.0]  # the first epoch always runs, then stop
+    _, unlimited = train_unet(itertools.repeat(sample), config, time_limit_s=3600.0)
+    assert [h["epoch"] for h in unlimited] == [1.0, 2.0, 3.0]

@@ -116,6 +116,7 @@ def train_unet(
     model: NucleusUNet | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     validate: Callable[[NucleusUNet], dict[str, float]] | None = None,
+    time_limit_s: float | None = None,
 ) -> tuple[NucleusUNet, list[dict[str, float]]]:
     """Train (or fine-tune) the nucleus U-Net.
 
@@ -125,9 +126,13 @@ def train_unet(
         model: Model to fine-tune (default: a new one from ``config.unet``).
         on_epoch: Called after each epoch with (epoch, metrics) (e.g. to log to MLflow).
         validate: Called after each epoch with the model in eval mode; its metrics are added.
+        time_limit_s: Wall-clock seconds of training after which no further epoch starts
+            (checked after each epoch; the learning-rate schedule keeps its planned length);
+            None = no limit.
 
     Returns:
-        The trained model (eval mode, on CPU) and the per-epoch history.
+        The trained model (eval mode, on CPU) and the per-epoch history (shorter than
+        ``config.epochs`` when the time limit stopped training).
     """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -150,6 +155,7 @@ def train_unet(
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
     use_amp = device.type == "cuda"
     history: list[dict[str, float]] = []
+    training_started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
         if config.freeze_batchnorm:
@@ -181,6 +187,8 @@ def train_unet(
         history.append({"epoch": float(epoch), **metrics})
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        if time_limit_s is not None and time.perf_counter() - training_started > time_limit_s:
+            break
     model.eval().cpu()
     return model, history
 
