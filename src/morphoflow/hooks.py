@@ -24,11 +24,6 @@ __all__ = [
     "unknown_parameters",
 ]
 
-#: Node tag naming a folder parameter the node replaces as a whole (``writes_folder__GROUP.KEY``
-#: -> the folder is ``params:GROUP``'s ``KEY``), so a failed run can restore it.
-WRITES_FOLDER = "writes_folder__"
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux ru_maxrss is in KiB)."""
     import resource
@@ -104,10 +99,11 @@ class AllOrNothingOutputsHook:
     Kedro saves each node's outputs as the node finishes, so a run that fails at its last step
     used to leave new tables from the failed run's screen beside old ones from the previous
     run's. This hook moves every local file output aside just before it is overwritten (a
-    rename beside it: ``.<name>.previous-run``), and every folder a node declares with a
-    ``writes_folder__GROUP.KEY`` tag just before that node runs. When the run fails, the failed
-    run's outputs are removed and the previous ones put back; when it succeeds, the previous
-    ones are deleted (a folder the run did not write is put back).
+    rename beside it: ``.<name>.previous-run``). When the run fails, the failed run's outputs
+    are removed and the previous ones put back; when it succeeds, the previous ones are
+    deleted. The per-plate partitions of the profiling pipeline (``plate_store``) are not
+    outputs: they are kept under their screen's key, written atomically one plate at a time,
+    and reused by the next run (a failed run's completed plates are not recomputed).
 
     Only local files are handled (``protocol == "file"``); MLflow metrics and artifacts are
     tracked per run, and a failed run is marked FAILED there. A dataset whose catalog entry
@@ -161,15 +157,6 @@ class AllOrNothingOutputsHook:
         for signum, handler in getattr(self, "_handlers", {}).items():
             signal.signal(signum, handler)
         self._handlers = {}
-
-    @hook_impl
-    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
-        for tag in getattr(node, "tags", ()):
-            if tag.startswith(WRITES_FOLDER):
-                group, key = tag[len(WRITES_FOLDER) :].split(".", 1)
-                folder = (inputs.get(f"params:{group}") or {}).get(key)
-                if folder:
-                    self._stash(Path(str(folder)))
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -310,6 +297,7 @@ SETTINGS_BLOCKS: dict[str, str] = {
     "representation_comparison.wsl.config": "morphoflow.learning.train:WSLConfig",
     "evaluation.freeze_if_missing": "morphoflow.lifecycle.heldout:SegmentationHeldoutSettings",
     "nuclei": "morphoflow.segmentation.settings:SegmenterSettings",
+    "execution": "morphoflow.execution.settings:ExecutionSettings",
 }
 
 

@@ -18,7 +18,7 @@ def test_assemble_train_register_and_profile_with_the_cnn(
     run_pipeline("profiling", {**screen, "crops.store": "true", "crops.size": 64})
     index = pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet")
     assert (index["Path_Crops"] != "").all()
-    assert (kedro_project / "data/05_model_input/crops" / index["Path_Crops"].iloc[0]).is_file()
+    assert (kedro_project / "data/04_feature/plates" / index["Path_Crops"].iloc[0]).is_file()
 
     run_pipeline("dataset_assembly")
     manifest = json.loads(

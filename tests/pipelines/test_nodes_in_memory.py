@@ -11,6 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from morphoflow.pipelines.profiling.pipeline import create_pipeline as profiling_pipeline
+from morphoflow.profiling.aggregate import well_profiles
 from tests.conftest import PROJECT_ROOT
 from tests.profiling.test_workflow import _wells
 
@@ -39,7 +40,7 @@ def _sites() -> pd.DataFrame:
 def test_profiling_tail_runs_in_memory_and_lists_an_empty_well() -> None:
     params = _params("parameters.yml", "parameters_profiling.yml")
     params["batch_correction"].update(null_size=100, shuffles=3, lambdas=[1.0, 0.01])
-    pipeline = profiling_pipeline().from_nodes("aggregate_wells")
+    pipeline = profiling_pipeline().from_nodes("correct_and_evaluate")
     sites = _sites()
     empty = sites["Metadata_Well"].eq("W00") & sites["Metadata_Plate"].eq("P1")
     features = [c for c in sites.columns if not c.startswith("Metadata_")]
@@ -47,7 +48,7 @@ def test_profiling_tail_runs_in_memory_and_lists_an_empty_well() -> None:
     sites.loc[empty, "Metadata_CellCount"] = 0
     catalog = DataCatalog(
         {
-            "site_profiles": MemoryDataset(sites),
+            "profiles_well_raw": MemoryDataset(well_profiles(sites)),
             **{f"params:{k}": MemoryDataset(v) for k, v in params.items()},
         }
     )

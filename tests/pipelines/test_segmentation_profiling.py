@@ -33,20 +33,27 @@ def test_profiling_segments_every_site(
     run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
 
     table = pd.read_parquet(kedro_project / "data/03_primary/image_table.parquet")
-    nuclei = pd.read_parquet(kedro_project / "data/03_primary/nuclei_locations.parquet")
+    manifest = pd.read_csv(kedro_project / "data/08_reporting/profiling/plates.csv")
+    assert sorted(manifest["Metadata_Plate"]) == sorted(table["Metadata_Plate"].unique())
+    partitions = {
+        row["Metadata_Plate"]: kedro_project / "data/04_feature/plates" / row["partition"]
+        for row in manifest.to_dict("records")
+    }
+    nuclei = pd.concat(pd.read_parquet(p / "nuclei.parquet") for p in partitions.values())
     keys = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
     assert nuclei.groupby(keys).ngroups == len(table)
     assert {"Nuclei_Location_Center_X", "Nuclei_Location_Center_Y"} <= set(nuclei.columns)
+    assert manifest["n_nuclei"].sum() == len(nuclei)
 
     # the label images agree with the simulator's ground truth
-    labels_dir = kedro_project / "data/03_primary/nuclei_labels"
     truths, preds = [], []
     for _, site in table.iterrows():
         truths.append(
             tifffile.imread(tiny_simulated_screen / site["Path_NucleiTruth"]).astype(np.int64)
         )
         relative = nuclei.loc[(nuclei[keys] == site[keys]).all(axis=1), "Path_NucleiLabels"].iloc[0]
-        preds.append(tifffile.imread(labels_dir / relative).astype(np.int64))
+        labels = partitions[site["Metadata_Plate"]] / "labels" / relative
+        preds.append(tifffile.imread(labels).astype(np.int64))
     assert dsb_score(truths, preds).score > 0.6
 
     # profiles at every level, pycytominer-style columns
@@ -57,11 +64,11 @@ def test_profiling_segments_every_site(
     assert set(treatments["Metadata_Treatment"]) == set(table["Metadata_Treatment"])
     features = [c for c in wells.columns if not c.startswith("Metadata_")]
     assert features and all(c.startswith(("Nuclei_", "Cells_", "Cytoplasm_")) for c in features)
-    cells = pd.read_parquet(kedro_project / "data/04_feature/single_cell")
-    assert (
-        len(cells)
-        == pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet").shape[0]
+    cells = pd.concat(
+        pd.read_parquet(p / "single_cell" / f"{plate}.parquet") for plate, p in partitions.items()
     )
+    index = pd.read_parquet(kedro_project / "data/05_model_input/crop_index.parquet")
+    assert len(cells) == len(index) == manifest["n_cells"].sum()
 
     report = json.loads((kedro_project / "data/08_reporting/profiling/metrics.json").read_text())
     for representation in ("raw", "standardized", "sphered"):
@@ -135,15 +142,17 @@ def test_segmentation_pipeline_trains_evaluates_and_logs(
 
 
 @pytest.mark.slow
-def test_a_second_screen_replaces_the_first_and_an_empty_well_is_listed(
+def test_a_second_screen_never_mixes_with_the_first_and_an_empty_well_is_listed(
     kedro_project: Path, run_pipeline, tiny_simulated_screen: Path, tmp_path: Path
 ) -> None:
     from tests.pipelines.conftest import simulate_tiny_screen
 
     run_pipeline("profiling", {"screen.root": tiny_simulated_screen})
-    first = {p.name for p in (kedro_project / "data/04_feature/single_cell").glob("*.parquet")}
+    manifest = kedro_project / "data/08_reporting/profiling/plates.csv"
+    first = pd.read_csv(manifest)
 
-    # a second, smaller screen (one plate per source) with one well whose DNA is only noise
+    # a second, smaller screen (one plate per source, named like the first screen's plates)
+    # with one well whose DNA is only noise
     second = simulate_tiny_screen(tmp_path / "second", seed=5, plates_per_source=1)
     table = pd.read_csv(second / "load_data.csv")
     platemap = pd.read_csv(second / "platemap.csv", keep_default_na=False)
@@ -159,15 +168,24 @@ def test_a_second_screen_replaces_the_first_and_an_empty_well_is_listed(
         tifffile.imwrite(path, np.clip(noise, 0, 65535).astype(dna.dtype))
     run_pipeline("profiling", {"screen.root": second})
 
-    # only the second screen's plates, and the folder says which screen it holds
-    plates = {f"{p}.parquet" for p in table["Metadata_Plate"].unique()}
-    single_cell = kedro_project / "data/04_feature/single_cell"
-    assert {p.name for p in single_cell.glob("*.parquet")} == plates
-    assert first - plates  # the first screen had plates the second lacks: they are gone
-    record = json.loads((single_cell / "_screen.json").read_text())
+    # the second screen's plates live under its own key, beside the first screen's; the
+    # screen-wide tables are the second screen's only
+    plates = set(table["Metadata_Plate"])
+    assert plates <= set(first["Metadata_Plate"])  # same plate names as the first screen
+    latest = pd.read_csv(manifest)
+    assert set(latest["Metadata_Plate"]) == plates and set(latest["status"]) == {"computed"}
+    assert latest["screen_key"].nunique() == 1
+    assert latest["screen_key"].iloc[0] != first["screen_key"].iloc[0]
+    store = kedro_project / "data/04_feature/plates"
+    assert {p.name for p in store.iterdir()} == {
+        first["screen_key"].iloc[0],
+        latest["screen_key"].iloc[0],
+    }
+    record = json.loads((store / latest["partition"].iloc[0] / "_partition.json").read_text())
     assert record["screen_root"] == str(second)
-    labels = kedro_project / "data/03_primary/nuclei_labels"
-    assert {p.name for p in labels.iterdir() if p.is_dir()} == set(table["Metadata_Plate"])
+    raw = pd.read_parquet(kedro_project / "data/04_feature/profiles_well_raw.parquet")
+    assert set(raw["Metadata_Plate"]) == plates
+    assert len(raw) == table.groupby(["Metadata_Plate", "Metadata_Well"]).ngroups
 
     # every well of the platemap is in the well table, the noise well excluded with its reason
     wells = pd.read_csv(

@@ -35,7 +35,6 @@ def _yaml(name: str) -> dict:
 
 def test_pipeline_yaml_repeats_pipeline_defaults() -> None:
     nuclei = dict(_yaml("parameters_profiling.yml")["nuclei"])
-    nuclei.pop("labels_dir", None)  # a data path, going to the catalog
     assert SegmenterSettings.from_params(nuclei, defaults=CLI_DEFAULTS) == PIPELINE_DEFAULTS
     # every field is written in the YAML, none left to a code default
     assert set(nuclei) == set(PIPELINE_DEFAULTS.to_params())
@@ -206,7 +205,8 @@ def test_factory_refuses_what_it_cannot_use() -> None:
 
 def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np.ndarray) -> None:
     """Same settings -> same labels, from `morphoflow segment` and the pipeline node."""
-    from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+    from morphoflow.pipelines.profiling.plates import make_plate_segmenter
+    from morphoflow.segmentation.screen import segment_screen
 
     root = tmp_path / "screen"
     (root / "P1").mkdir(parents=True)
@@ -231,9 +231,11 @@ def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np
         "discard_border_objects": False,
         "diameter": None,
         "batch_size": 4,
-        "labels_dir": str(tmp_path / "labels"),
     }
-    nuclei = segment_nuclei_per_site(table, {"root": str(root)}, params, {"backend": "local"})
+    # the segmenter of the profiling pipeline's plate task, from the same parameters
+    settings = SegmenterSettings.from_params(params, defaults=PIPELINE_DEFAULTS)
+    segment = make_plate_segmenter(settings, {"backend": "local"})
+    nuclei = segment_screen(table, root, segment, tmp_path / "labels")
     node_labels = tifffile.imread(tmp_path / "labels" / nuclei["Path_NucleiLabels"].iloc[0])
 
     out = tmp_path / "cli"
@@ -261,8 +263,9 @@ def test_cli_and_profiling_node_build_the_same_segmenter(tmp_path: Path, dna: np
 
 
 def test_profiling_node_names_unknown_nuclei_keys(tmp_path: Path) -> None:
-    from morphoflow.pipelines.profiling.nodes import segment_nuclei_per_site
+    from morphoflow.pipelines.profiling.nodes import plate_tasks
 
-    params = {"views": 1, "treshold": 0.5, "labels_dir": str(tmp_path / "labels")}
+    params = {"views": 1, "treshold": 0.5}
+    features = {"extractor": "classical"}
     with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
-        segment_nuclei_per_site(pd.DataFrame(), {"root": str(tmp_path)}, params, {})
+        plate_tasks(pd.DataFrame(), None, {"root": str(tmp_path)}, params, {}, {}, features, {})

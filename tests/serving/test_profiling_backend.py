@@ -46,7 +46,18 @@ def test_profiling_against_triton_equals_local(
         "batch_correction.null_size": 50,
         "batch_correction.shuffles": 2,
     }
-    outputs = ["03_primary/nuclei_locations.parquet", "04_feature/profiles_well_raw.parquet"]
+    outputs = ["nuclei", "04_feature/profiles_well_raw.parquet"]
+
+    def read(name: str) -> pd.DataFrame:
+        if name != "nuclei":
+            return pd.read_parquet(kedro_project / "data" / name)
+        manifest = pd.read_csv(kedro_project / "data/08_reporting/profiling/plates.csv")
+        store = kedro_project / "data/04_feature/plates"
+        return pd.concat(
+            [pd.read_parquet(store / p / "nuclei.parquet") for p in manifest["partition"]],
+            ignore_index=True,
+        )
+
     run_pipeline(
         "profiling",
         {
@@ -55,7 +66,7 @@ def test_profiling_against_triton_equals_local(
             "features.model": onnx_models["featurizer_v1"],
         },
     )
-    local = {name: pd.read_parquet(kedro_project / "data" / name) for name in outputs}
+    local = {name: read(name) for name in outputs}
     shutil.rmtree(kedro_project / "data")
     served_run = run_pipeline(
         "profiling",
@@ -69,7 +80,7 @@ def test_profiling_against_triton_equals_local(
     )
     log = " ".join((served_run.stdout + served_run.stderr).split())  # undo the log's line wrap
     assert "WARNING" in log and "is ignored with inference.backend=triton" in log
-    served = {name: pd.read_parquet(kedro_project / "data" / name) for name in outputs}
+    served = {name: read(name) for name in outputs}
 
     nuclei_local, nuclei_served = local[outputs[0]], served[outputs[0]]
     assert len(nuclei_local) > 20

@@ -33,12 +33,19 @@ def scale_crops(crops: np.ndarray) -> np.ndarray:
     Returns:
         float32 array of the same shape, values in [-1, 1].
     """
-    crops = np.asarray(crops, dtype=np.float32)
-    low = crops.min(axis=(-2, -1), keepdims=True)
-    high = crops.max(axis=(-2, -1), keepdims=True)
-    span = np.where(high > low, high - low, 1.0)
-    scaled = 2.0 * (crops - low) / span - 1.0
-    return np.where(high > low, scaled, 0.0).astype(np.float32)
+    # one float32 copy scaled in place: (x - low) * (2 / span) - 1 per crop channel, with
+    # factor and offset 0 for a constant channel (5 passes over memory instead of 9 with
+    # temporaries; the factor form differs from 2 (x - low) / span - 1 by at most 1 ulp)
+    out = np.array(crops, dtype=np.float32, copy=True)
+    low = out.min(axis=(-2, -1), keepdims=True)
+    span = out.max(axis=(-2, -1), keepdims=True) - low
+    varies = span > 0
+    factor = np.divide(2.0, span, out=np.zeros_like(span), where=varies)
+    out -= low
+    out *= factor
+    out -= varies.astype(np.float32)
+    np.minimum(out, 1.0, out=out)  # rounding may land 1 ulp above 1
+    return out
 
 
 __all__ = ["BLOCK6A_CHANNELS", "scale_crops"]

@@ -72,6 +72,13 @@ def plate_tasks(
         settings = dataclasses.replace(settings, model=_resolved(model))
         model_files["segmentation_model"] = model or DEFAULT_MODEL_PATH
     features = dict(feature_params)
+    if features["extractor"] == "cnn" and inference_backend(inference) == "triton":
+        if features.get("model"):
+            logger.warning(
+                "features.model=%s is ignored with inference.backend=triton: the server's "
+                "featurizer model runs",
+                features["model"],
+            )
     if features["extractor"] == "cnn" and inference_backend(inference) == "local":
         features["model"] = str(resolve_model_file(features.get("model"), suffix=".onnx"))
         model_files["feature_model"] = features["model"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,22 @@ def _freeze(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def make_plate_segmenter(settings: SegmenterSettings, inference: dict[str, Any]):
+    """The ``image -> Segmentation`` function the profiling pipeline uses for every site.
+
+    Built once per process and per (settings, inference) and reused for every plate the
+    process runs (a model loads once per worker, not per plate).
+
+    Args:
+        settings: Segmentation settings; ``model`` is ``"default"`` or a local file.
+        inference: The ``inference:`` block (``local`` runs the model here; ``triton`` sends
+            every site to the server's ``nuclei_tta`` model).
+    """
+    return _segmenter(settings, _freeze(inference))
+
+
 @functools.lru_cache(maxsize=4)
 def _segmenter(settings: SegmenterSettings, inference: str):
-    """The segment function of a process, built once per (settings, inference) and reused
-    for every plate the process runs (a model loads once per worker, not per plate)."""
     params = json.loads(inference)
     if inference_backend(params) == "triton":
         backend = triton_client(params)
@@ -141,9 +154,9 @@ def make_extractor(params: dict[str, Any], inference: dict[str, Any]):
 
         return TritonFeaturizer(triton_client(inference), batch_size=int(params["batch_size"]))
     if name == "classical":
-        from morphoflow.profiling.classical import classical_features
+        from morphoflow.profiling.classical import classical_extractor
 
-        return classical_features
+        return classical_extractor(str(params.get("set", "default")))
     if name == "imagenet":
         from morphoflow.profiling.cnn import ImageNetFeaturizer
 
@@ -168,7 +181,8 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
     Returns:
         The partition record (also stored as ``_partition.json``): ``plate``, ``screen_key``,
         ``fingerprint``, ``n_sites``, ``n_nuclei``, ``n_cells``, ``seconds``, ``host``,
-        ``pid``, ``layout_version``.
+        ``pid``, ``peak_rss_mib`` (the process's peak resident memory so far),
+        ``layout_version``.
 
     Raises:
         Whatever a step raises (an unreadable image names its file); the previous partition
@@ -186,7 +200,7 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
         "n_sites": int(len(rows)),
         **worker_identity(),
     }
-    segment = _segmenter(task.segmenter, _freeze(task.inference))
+    segment = make_plate_segmenter(task.segmenter, task.inference)
     extractor = _extractor(_freeze(task.features), _freeze(task.inference))
     with task.store.write(task.screen_key, task.plate, record) as staging:
         nuclei = segment_screen(rows, root, segment, staging / "labels")
@@ -215,6 +229,8 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
             n_nuclei=int(len(nuclei)),
             n_cells=int(sites["Metadata_CellCount"].sum()),
             seconds=round(time.perf_counter() - start, 3),
+            # the process's peak so far (Linux: KiB): a worker's memory across its plates
+            peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )
     return dict(record)
 
