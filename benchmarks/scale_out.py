@@ -66,7 +66,7 @@ def _profile(table: pd.DataFrame, root: Path, store: Path, execution: dict[str, 
     manifest = profile_plates(
         table,
         PartitionStore(store),
-        {"root": str(root)},
+        root,
         params["nuclei"],
         params["illumination"],
         params["crops"],
@@ -145,7 +145,7 @@ def jump_scale(n_sites: int, n_plates: int) -> dict[str, Any]:
         key, tasks = plate_tasks(
             table,
             PartitionStore(tmp),
-            {"root": tmp},
+            Path(tmp),
             params["nuclei"],
             params["illumination"],
             params["crops"],

@@ -68,3 +68,30 @@ class PartitionStoreDataset(AbstractDataset[None, PartitionStore]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class ScreenFolderDataset(AbstractDataset[None, Path]):
+    """The screen folder (``load_data.csv`` + ``platemap.csv`` (+ ``moa.csv``) and the images),
+    loaded as its :class:`~pathlib.Path`.
+
+    Every pipeline reads the screen through this one catalog entry; its root comes from the
+    runtime parameter ``screen.root`` (``--params screen.root=DIR``). Loading reads nothing
+    (the data validation pipeline reads the folder and names what is missing); nothing saves
+    through it.
+    """
+
+    def __init__(self, root: str, metadata: dict[str, Any] | None = None) -> None:
+        self._root = str(root)
+        self.metadata = metadata
+
+    def _load(self) -> Path:
+        return Path(self._root)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError(f"{self._root}: the screen folder is an input, never saved")
+
+    def _exists(self) -> bool:
+        return Path(self._root).is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"root": self._root}

@@ -56,6 +56,7 @@ class LineageHook:
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         import mlflow
 
+        self._screen_logged = False
         if mlflow.active_run() is None:
             return
         mlflow.set_tags(
@@ -68,6 +69,16 @@ class LineageHook:
                 ),
             }
         )
+
+    @hook_impl
+    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        # the screen is a catalog dataset, not a parameter: log its folder like one, once
+        if "screen" in inputs and not getattr(self, "_screen_logged", False):
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                mlflow.log_param("screen.root", str(inputs["screen"]))
+                self._screen_logged = True
 
     @hook_impl
     def after_node_run(self, node: Any, outputs: dict[str, Any], inputs: dict[str, Any]) -> None:

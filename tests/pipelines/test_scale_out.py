@@ -113,7 +113,7 @@ def test_a_failing_plate_is_named_the_others_are_kept_and_nothing_is_gathered(
     args = (
         table,
         store,
-        {"root": str(screen)},
+        screen,
         params["nuclei"],
         params["illumination"],
         params["crops"],

@@ -268,4 +268,4 @@ def test_profiling_node_names_unknown_nuclei_keys(tmp_path: Path) -> None:
     params = {"views": 1, "treshold": 0.5}
     features = {"extractor": "classical"}
     with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
-        plate_tasks(pd.DataFrame(), None, {"root": str(tmp_path)}, params, {}, {}, features, {})
+        plate_tasks(pd.DataFrame(), None, tmp_path, params, {}, {}, features, {})

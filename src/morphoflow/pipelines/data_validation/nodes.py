@@ -13,20 +13,23 @@ from morphoflow.screen.table import load_screen
 from morphoflow.validation import ValidationConfig, validate_screen
 
 
-def screen_root(screen: dict[str, Any]) -> Path:
-    """The screen folder from the ``screen`` parameters (``screen.root``)."""
-    root = screen.get("root") if isinstance(screen, dict) else None
-    if not root:
-        raise ValueError("parameter screen.root is not set (pass --params screen.root=DIR)")
-    return Path(str(root))
+def screen_root(screen: str | Path) -> Path:
+    """The screen folder given by the catalog's ``screen`` dataset (``--params screen.root``).
+
+    Raises:
+        ValueError: An empty value.
+    """
+    if not str(screen):
+        raise ValueError("screen.root is empty (pass --params screen.root=DIR)")
+    return Path(screen)
 
 
-def load_image_table(screen: dict[str, Any]) -> pd.DataFrame:
+def load_image_table(screen: Path) -> pd.DataFrame:
     """Read the screen folder into the canonical image table."""
     return load_screen(screen_root(screen))
 
 
-def compute_site_qc(image_table: pd.DataFrame, screen: dict[str, Any]) -> pd.DataFrame:
+def compute_site_qc(image_table: pd.DataFrame, screen: Path) -> pd.DataFrame:
     """Per-site, per-channel image QC statistics."""
     return site_qc(image_table, screen_root(screen))
 
@@ -34,7 +37,7 @@ def compute_site_qc(image_table: pd.DataFrame, screen: dict[str, Any]) -> pd.Dat
 def validate(
     image_table: pd.DataFrame,
     qc: pd.DataFrame,
-    screen: dict[str, Any],
+    screen: Path,
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Run the GX suites; write the report; stop the run on failure.

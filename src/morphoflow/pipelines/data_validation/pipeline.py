@@ -13,16 +13,16 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     """Load the screen, compute image QC, validate both with Great Expectations."""
     return Pipeline(
         [
-            Node(load_image_table, "params:screen", "image_table", name="load_image_table"),
+            Node(load_image_table, "screen", "image_table", name="load_image_table"),
             Node(
                 compute_site_qc,
-                ["image_table", "params:screen"],
+                ["image_table", "screen"],
                 "site_qc",
                 name="compute_site_qc",
             ),
             Node(
                 validate,
-                ["image_table", "site_qc", "params:screen", "params:data_validation"],
+                ["image_table", "site_qc", "screen", "params:data_validation"],
                 ["validated_image_table", "validation_summary", "validation_metrics"],
                 name="validate_screen",
             ),

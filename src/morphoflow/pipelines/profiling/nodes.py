@@ -50,7 +50,7 @@ def _resolved(path: Path | None) -> str:
 def plate_tasks(
     image_table: pd.DataFrame,
     store: PartitionStore,
-    screen: dict[str, Any],
+    screen: Path,
     nuclei_params: dict[str, Any],
     illumination: dict[str, Any],
     crop_params: dict[str, Any],
@@ -122,7 +122,7 @@ def plate_tasks(
 def profile_plates(
     image_table: pd.DataFrame,
     store: PartitionStore,
-    screen: dict[str, Any],
+    screen: Path,
     nuclei_params: dict[str, Any],
     illumination: dict[str, Any],
     crop_params: dict[str, Any],

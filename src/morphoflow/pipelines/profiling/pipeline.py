@@ -37,7 +37,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 [
                     "profiling_image_table",
                     "plate_store",
-                    "params:screen",
+                    "screen",
                     "params:nuclei",
                     "params:illumination",
                     "params:crops",

@@ -36,7 +36,7 @@ def split_sites(
 
 
 def train_nucleus_unet(
-    train_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+    train_sites: pd.DataFrame, screen: Path, params: dict[str, Any]
 ) -> tuple[NucleusUNet, dict[str, list[dict[str, float]]]]:
     """Train (or fine-tune the shipped) U-Net on training plates; per-epoch losses for MLflow."""
     train = dict(params["train"])
@@ -76,7 +76,7 @@ def _unet_segmenter(model: NucleusUNet, postprocess: dict[str, Any]):
 
 
 def evaluate_nucleus_unet(
-    model: NucleusUNet, test_sites: pd.DataFrame, screen: dict[str, Any], params: dict[str, Any]
+    model: NucleusUNet, test_sites: pd.DataFrame, screen: Path, params: dict[str, Any]
 ) -> tuple[dict[str, Any], pd.DataFrame, Any]:
     """DSB scores with and without TTA on held-out plates, per-image table and overlay figure.
 
@@ -125,7 +125,7 @@ def evaluate_nucleus_unet(
 def train_and_evaluate_maskrcnn(
     train_sites: pd.DataFrame,
     test_sites: pd.DataFrame,
-    screen: dict[str, Any],
+    screen: Path,
     params: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Mask R-CNN trained on the same plates and scored with/without instance TTA (opt-in).

@@ -28,13 +28,13 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             ),
             Node(
                 train_nucleus_unet,
-                ["segmentation_train_sites", "params:screen", "params:segmentation"],
+                ["segmentation_train_sites", "screen", "params:segmentation"],
                 ["nucleus_unet", "segmentation_training_metrics"],
                 name="train_nucleus_unet",
             ),
             Node(
                 evaluate_nucleus_unet,
-                ["nucleus_unet", "segmentation_test_sites", "params:screen", "params:segmentation"],
+                ["nucleus_unet", "segmentation_test_sites", "screen", "params:segmentation"],
                 ["segmentation_metrics", "segmentation_scores", "segmentation_overlay"],
                 name="evaluate_nucleus_unet",
             ),
@@ -49,7 +49,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 [
                     "segmentation_train_sites",
                     "segmentation_test_sites",
-                    "params:screen",
+                    "screen",
                     "params:segmentation",
                 ],
                 ["maskrcnn_metrics", "maskrcnn_scores"],
