@@ -137,6 +137,8 @@ def test_served_object_filters_are_request_options(
     inputs = {"image": image.astype(np.float32), "min_diameter": np.array([9.0])}
     with pytest.raises(TritonRequestError, match=r"max_diameter \(8.0\) must be >= min_diameter"):
         client.infer("nuclei_tta", {**inputs, "max_diameter": np.array([8.0])}, ["labels"])
+    with pytest.raises(TritonRequestError, match="beyond max_image_side"):
+        client.segment(image, views=1, diameter=0.5)  # 128 px x 44 > 4096 px
     assert client.segment(image, views=1).labels.max() == 6
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from morphoflow.segmentation.onnx_model import INPUT_NAME, N_CLASSES, OUTPUT_NAME
+from morphoflow.segmentation.segmenter import MODEL_DIAMETER
 from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings, make_segmenter
 from morphoflow.segmentation.tiling import predict_tiled
 
@@ -97,6 +98,13 @@ class TritonPythonModel:
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        if settings.diameter is not None:
+            scale = MODEL_DIAMETER / settings.diameter
+            if max(image.shape) * scale > self.max_side:
+                raise BadRequest(
+                    f"diameter {settings.diameter} rescales an image of shape {image.shape} by "
+                    f"{scale:.3g}, beyond max_image_side {self.max_side}"
+                )
         result = make_segmenter(settings, self._predict)(image)
         return pb_utils.InferenceResponse(
             output_tensors=[
