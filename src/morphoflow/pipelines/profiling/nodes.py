@@ -15,7 +15,7 @@ from morphoflow.execution.settings import ExecutionSettings
 from morphoflow.execution.store import (
     PartitionStore,
     check_partition_name,
-    partition_fingerprint,
+    inputs_digest,
     screen_key,
 )
 from morphoflow.lifecycle.resolve import resolve_model_file
@@ -56,6 +56,7 @@ def plate_tasks(
     crop_params: dict[str, Any],
     feature_params: dict[str, Any],
     inference: dict[str, Any],
+    resume: bool = True,
 ) -> tuple[str, dict[str, PlateTask]]:
     """The screen's key and one :class:`PlateTask` per plate (models resolved to files once,
     here, so every worker loads the same file and the fingerprint sees its version)."""
@@ -108,7 +109,8 @@ def plate_tasks(
             root=str(root),
             store=store,
             screen_key=key,
-            fingerprint=partition_fingerprint(rows, root, fingerprint_settings, model_files),
+            inputs_digest=inputs_digest(rows, fingerprint_settings, model_files),
+            resume=resume,
             segmenter=settings,
             inference=dict(inference),
             illumination=dict(illumination),
@@ -153,36 +155,37 @@ def profile_plates(
         crop_params,
         feature_params,
         inference,
+        resume=settings.resume,
     )
     store.remove_stale_staging(key)
-    reused = {
-        plate: store.record(key, plate)
-        for plate, task in tasks.items()
-        if settings.resume and store.is_current(key, plate, task.fingerprint)
-    }
-    todo = {plate: task for plate, task in tasks.items() if plate not in reused}
     logger.info(
-        "screen %s: %d plates, %d reused from %s, %d to compute on the %s backend",
+        "screen %s: %d plates -> %s on the %s backend (%s)",
         key,
         len(tasks),
-        len(reused),
         store.root / key,
-        len(todo),
         settings.backend,
+        "stored plates with matching fingerprints are reused" if settings.resume else "no reuse",
     )
-    computed = run_partitions(profile_plate, todo, settings, what="plates")
-    rows = []
-    for plate in tasks:
-        record = computed.get(plate) or reused[plate]
-        rows.append(
+    records = run_partitions(profile_plate, tasks, settings, what="plates")
+    manifest = pd.DataFrame(
+        [
             {
                 "Metadata_Plate": plate,
                 "partition": store.relative(key, plate),
-                "status": "computed" if plate in computed else "reused",
-                **{k: v for k, v in record.items() if k != "plate"},
+                "status": record["status"],
+                **{k: v for k, v in record.items() if k not in ("plate", "status")},
             }
-        )
-    return pd.DataFrame(rows)
+            for plate, record in records.items()
+        ]
+    )
+    counts = manifest["status"].value_counts().to_dict()
+    logger.info(
+        "screen %s: %d plates computed, %d reused",
+        key,
+        counts.get("computed", 0),
+        counts.get("reused", 0),
+    )
+    return manifest
 
 
 def _partitions(manifest: pd.DataFrame, store: PartitionStore) -> list[tuple[str, Path]]:

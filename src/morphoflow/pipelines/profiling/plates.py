@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from morphoflow.execution.runner import worker_identity
-from morphoflow.execution.store import PartitionStore
+from morphoflow.execution.store import PartitionStore, partition_fingerprint
 from morphoflow.profiling.aggregate import well_profiles
 from morphoflow.profiling.extract import CropSettings, profile_sites
 from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
@@ -58,7 +58,9 @@ class PlateTask:
         root: Screen folder.
         store: Where partitions go.
         screen_key: Key of the screen in the store.
-        fingerprint: The partition's input fingerprint (stored in its record).
+        inputs_digest: The driver's part of the partition's fingerprint (rows, settings,
+            model files); the worker adds its image files' sizes and mtimes.
+        resume: Reuse the stored partition when its fingerprint matches.
         segmenter: Nucleus segmentation settings (``model`` already a local file path,
             ``"default"``, or ignored with Triton).
         inference: The ``inference:`` block (``backend`` local|triton, ``url``, ...).
@@ -73,7 +75,8 @@ class PlateTask:
     root: str
     store: PartitionStore
     screen_key: str
-    fingerprint: str
+    inputs_digest: str
+    resume: bool
     segmenter: SegmenterSettings
     inference: dict[str, Any]
     illumination: dict[str, Any]
@@ -178,8 +181,13 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
     Args:
         task: The plate and its settings.
 
+    A stored partition whose fingerprint matches is returned as it is (``status``
+    ``reused``) when ``task.resume``: the worker stats the plate's image files, so the
+    driver never stats a whole screen's files.
+
     Returns:
-        The partition record (also stored as ``_partition.json``): ``plate``, ``screen_key``,
+        The partition record (also stored as ``_partition.json``) plus ``status``
+        (``computed`` or ``reused``): ``plate``, ``screen_key``,
         ``fingerprint``, ``n_sites``, ``n_nuclei``, ``n_cells``, ``seconds``, ``host``,
         ``pid``, ``peak_rss_mib`` (the process's peak resident memory so far),
         ``layout_version``.
@@ -191,11 +199,16 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
     start = time.perf_counter()
     root = Path(task.root)
     rows = task.rows.reset_index(drop=True)
+    fingerprint = partition_fingerprint(rows, root, {}, inputs=task.inputs_digest)
+    if task.resume:
+        stored = task.store.record(task.screen_key, task.plate)
+        if stored is not None and stored.get("fingerprint") == fingerprint:
+            return {**stored, "status": "reused"}
     record: dict[str, Any] = {
         "plate": task.plate,
         "screen_key": task.screen_key,
         "screen_root": str(root),
-        "fingerprint": task.fingerprint,
+        "fingerprint": fingerprint,
         "layout_version": PARTITION_LAYOUT_VERSION,
         "n_sites": int(len(rows)),
         **worker_identity(),
@@ -232,7 +245,7 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
             # the process's peak so far (Linux: KiB): a worker's memory across its plates
             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )
-    return dict(record)
+    return {**record, "status": "computed"}
 
 
 def _plate_corrections(rows: pd.DataFrame, root: Path, plate: str, params: dict[str, Any]):
