@@ -400,6 +400,14 @@ def export_rois(
 
     summary = []
     try:
+        stems: dict[str, Path] = {}
+        for path in labels:
+            if base_stem(path) in stems:
+                raise ValueError(
+                    f"{path} and {stems[base_stem(path)]} would both write "
+                    f"{base_stem(path)}_rois.zip"
+                )
+            stems[base_stem(path)] = path
         for path in labels:
             image = read_labels(path)
             if image.size and image.min() < 0:

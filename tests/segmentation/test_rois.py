@@ -196,6 +196,14 @@ def test_annotation_commands_refuse_bad_input_naming_the_file(tmp_path: Path) ->
     assert not (tmp_path / "l.tif").exists()
     result = _run("import-rois", tmp_path / "bad.zip", "--out", tmp_path / "l.tif")
     assert result.exit_code == 2 and "--like or --shape" in result.stderr
+    write_labels(tmp_path / "a" / "s_labels.tif", np.ones((4, 4), np.uint16))
+    write_labels(tmp_path / "b" / "s_masks.tif", np.ones((4, 4), np.uint16))
+    result = _run(
+        "export-rois", tmp_path / "a" / "s_labels.tif", tmp_path / "b" / "s_masks.tif",
+        "--out", tmp_path / "o2",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "would both write s_rois.zip" in result.stderr
+    assert not (tmp_path / "o2").exists()
 
 
 # ----------------------------------------------------------------------------- suggestions
