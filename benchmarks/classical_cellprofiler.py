@@ -153,7 +153,7 @@ def simulated(feature_set: str, size: int, n_cells: int, repeats: int) -> dict:
         g: {
             "morphoflow_s": round(ours_t[g], 3),
             "cp_measure_s": round(ref_t.get(g, 0.0), 3),
-            "ratio": round(ref_t.get(g, 0.0) / ours_t[g], 2) if ours_t[g] > 0 else None,
+            "ratio": round(ref_t[g] / ours_t[g], 2) if g in ref_t and ours_t[g] > 0 else None,
         }
         for g in ours_t
     }

@@ -4,8 +4,17 @@ Every column is named ``<Compartment>_<Group>_<Feature>[_<Ch>...]`` exactly as C
 names it (pycytominer convention), and means what CellProfiler computes under that name: the
 values come from `cp_measure <https://github.com/afermg/cp_measure>`_ 0.3.0 (the Carpenter-Singh
 lab's library of CellProfiler's measurement modules) with CellProfiler's module defaults, except
-the Pearson correlation, which morphoflow computes with its own vectorised code and which is
-verified equal to cp_measure's (``tests/profiling/test_classical_cellprofiler.py``).
+where morphoflow's own vectorised code is faster and verified equal to cp_measure
+(:data:`OWN_CODE_FEATURES`: Pearson correlation and slope, RadialDistribution, the default
+set's Texture, and Granularity's image chain shared by the compartments;
+``tests/profiling/test_classical_cellprofiler.py``, ``benchmarks/classical_cellprofiler.py``).
+
+Sources (CellProfiler 4 module, setting): AreaShape = MeasureObjectSizeShape ("Calculate the
+Zernike features?" Yes, "Calculate the advanced features?" Yes); Intensity =
+MeasureObjectIntensity; Correlation = MeasureColocalization (Correlation, Slope, Manders, RWC;
+threshold 15 %); Granularity = MeasureGranularity; RadialDistribution =
+MeasureObjectIntensityDistribution (no centre objects, scaled bins); Texture = MeasureTexture
+(Haralick features of mahotas, as CellProfiler).
 
 Objects are measured **whole, in the site's labels and pixels** (:func:`site_features`): a cell
 larger than a CNN crop is measured in full. :func:`classical_features` keeps the crop interface
