@@ -16,6 +16,7 @@ from morphoflow.execution.store import (
     PartitionStore,
     check_partition_name,
     inputs_digest,
+    row_hashes,
     screen_key,
 )
 from morphoflow.lifecycle.resolve import resolve_model_file
@@ -89,9 +90,11 @@ def plate_tasks(
         int(crop_params["size"]), bool(crop_params["mask_neighbours"]), str(crop_params["edge"])
     )
     store_crops = bool(crop_params.get("store", False))
-    key = screen_key(image_table, root)
+    hashes = row_hashes(image_table)  # once for the screen, then sliced per plate
+    key = screen_key(image_table, root, hashes=hashes)
     tasks: dict[str, PlateTask] = {}
-    for plate, rows in image_table.groupby("Metadata_Plate", sort=True):
+    for plate, positions in image_table.groupby("Metadata_Plate", sort=True).indices.items():
+        rows = image_table.iloc[positions]
         plate = check_partition_name(str(plate))
         fingerprint_settings = {
             "layout": PARTITION_LAYOUT_VERSION,
@@ -109,7 +112,9 @@ def plate_tasks(
             root=str(root),
             store=store,
             screen_key=key,
-            inputs_digest=inputs_digest(rows, fingerprint_settings, model_files),
+            inputs_digest=inputs_digest(
+                rows, fingerprint_settings, model_files, hashes=hashes[positions]
+            ),
             resume=resume,
             segmenter=settings,
             inference=dict(inference),
