@@ -95,3 +95,60 @@ class ScreenFolderDataset(AbstractDataset[None, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"root": self._root}
+
+
+class FolderDataset(AbstractDataset[None, Path]):
+    """A folder a node writes files into (a report, a set of models), owned by the catalog.
+
+    Loading returns the folder's :class:`~pathlib.Path` (nothing is read or created); the node
+    that takes it as input writes its files there (atomically, file by file). Used where the
+    output is a folder of files a library writes (Great Expectations' Data Docs, one model
+    file per variant) rather than one object.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = str(path)
+        self.metadata = metadata
+
+    def _load(self) -> Path:
+        return Path(self._path)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError(f"{self._path}: a folder the nodes write into, not saved through it")
+
+    def _exists(self) -> bool:
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path}
+
+
+class WSLModelDataset(AbstractDataset[tuple, tuple]):
+    """A WSL Cell Painting CNN file (:func:`morphoflow.learning.save_wsl_model` format).
+
+    Saves and loads ``(model, classes, metadata)``; written atomically.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> tuple:
+        from morphoflow.learning import load_wsl_model
+
+        try:
+            return load_wsl_model(Path(self._filepath))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DatasetError(str(exc)) from exc
+
+    def _save(self, data: tuple) -> None:
+        from morphoflow.learning import save_wsl_model
+
+        model, classes, metadata = data
+        save_wsl_model(model, classes, Path(self._filepath), metadata)
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

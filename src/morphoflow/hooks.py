@@ -96,7 +96,7 @@ class LineageHook:
 
         if mlflow.active_run() is None:
             return
-        report_dir = Path(inputs.get("params:data_validation", {}).get("report_dir", ""))
+        report_dir = Path(str(inputs.get("validation_report_dir") or ""))
         if summary is not None:
             mlflow.set_tag("morphoflow.data_fingerprint", summary["data_fingerprint"])
         mlflow.set_tag("morphoflow.data_validation", "passed" if summary else "failed")

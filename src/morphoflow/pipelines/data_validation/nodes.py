@@ -38,6 +38,7 @@ def validate(
     image_table: pd.DataFrame,
     qc: pd.DataFrame,
     screen: Path,
+    report_dir: Path,
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Run the GX suites; write the report; stop the run on failure.
@@ -45,8 +46,6 @@ def validate(
     Returns:
         The validated image table, the summary (for lineage) and MLflow metrics.
     """
-    params = dict(params)
-    report_dir = params.pop("report_dir")
     summary = validate_screen(
         image_table, qc, screen_root(screen), report_dir, ValidationConfig.from_params(params)
     )

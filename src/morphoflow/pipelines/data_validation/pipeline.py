@@ -22,7 +22,13 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             ),
             Node(
                 validate,
-                ["image_table", "site_qc", "screen", "params:data_validation"],
+                [
+                    "image_table",
+                    "site_qc",
+                    "screen",
+                    "validation_report_dir",
+                    "params:data_validation",
+                ],
                 ["validated_image_table", "validation_summary", "validation_metrics"],
                 name="validate_screen",
             ),

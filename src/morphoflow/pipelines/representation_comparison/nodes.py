@@ -56,6 +56,7 @@ def train_variants(
     crop_index: pd.DataFrame,
     wells: pd.DataFrame,
     store: PartitionStore,
+    models: Path,
     training_params: dict[str, Any],
     assembly_params: dict[str, Any],
     params: dict[str, Any],
@@ -92,7 +93,7 @@ def train_variants(
         path = save_wsl_model(
             trained.model,
             trained.classes,
-            Path(wsl["models_dir"]) / f"{variant.name}.pt",
+            Path(models) / f"{variant.name}.pt",
             {k: v for k, v in described.items() if k != "classes"},
         )
         summary["variants"][variant.name] = {**described, "model_path": str(path)}

@@ -43,6 +43,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "crop_index",
                     "profiles_well_raw",
                     "plate_store",
+                    "representation_models",
                     "params:training",
                     "params:dataset_assembly",
                     "params:representation_comparison",

@@ -14,7 +14,6 @@ from morphoflow.learning import (
     WSLConfig,
     export_featurizer_onnx,
     plot_confusion,
-    save_wsl_model,
     train_wsl,
 )
 from morphoflow.learning.train import confusion_matrix, index_fingerprint
@@ -24,8 +23,9 @@ from morphoflow.profiling.crops import load_site_crops
 
 def train_cellpainting_cnn(
     combined_index: pd.DataFrame, store: PartitionStore, params: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """Train the WSL CNN; save it; per-epoch metrics for MLflow; confusion figure."""
+) -> tuple[tuple[Any, list[Any], dict[str, Any]], dict[str, Any], dict[str, Any], Any]:
+    """Train the WSL CNN: the model (saved by the catalog's ``wsl_model``), a summary,
+    per-epoch metrics for MLflow and the confusion figure."""
     settings = dict(params["config"])
     if settings.get("checkpoint_dir"):
         # one checkpoint folder per training set: a rerun on new data starts afresh
@@ -33,10 +33,9 @@ def train_cellpainting_cnn(
         settings["checkpoint_dir"] = str(Path(settings["checkpoint_dir"]) / fingerprint)
     config = WSLConfig.from_params(settings)
     model, classes, history = train_wsl(combined_index, store.root, config)
-    save_wsl_model(
+    wsl_model = (
         model,
         classes,
-        params["model_path"],
         {"config": config.__dict__, "history": history, "n_cells": len(combined_index)},
     )
     metrics = metric_history(
@@ -61,7 +60,7 @@ def train_cellpainting_cnn(
         "crop_size": int(crops.shape[-1]),
         "final": {k: float(v) for k, v in history[-1].items()} if history else {},
     }
-    return summary, metrics, figure
+    return wsl_model, summary, metrics, figure
 
 
 def _confusion_figure(model, classes, index, crops_dir, config):
@@ -82,13 +81,15 @@ def _confusion_figure(model, classes, index, crops_dir, config):
 
 
 def export_and_register(
-    training_summary: dict[str, Any], manifest: dict[str, Any], params: dict[str, Any]
+    wsl_model: tuple[Any, list[Any], dict[str, Any]],
+    training_summary: dict[str, Any],
+    manifest: dict[str, Any],
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     """Export the block6a featurizer to ONNX (parity-checked) and register it in MLflow."""
-    from morphoflow.learning import load_wsl_model
     from morphoflow.lifecycle.registry import register_onnx_model
 
-    model, classes, _ = load_wsl_model(params["model_path"])
+    model, classes, _ = wsl_model
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "cellpainting_cnn.onnx"
         parity = export_featurizer_onnx(

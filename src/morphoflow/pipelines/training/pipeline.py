@@ -16,12 +16,12 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             Node(
                 train_cellpainting_cnn,
                 ["combined_index", "plate_store", "params:training"],
-                ["wsl_training_summary", "wsl_training_metrics", "wsl_confusion"],
+                ["wsl_model", "wsl_training_summary", "wsl_training_metrics", "wsl_confusion"],
                 name="train_cellpainting_cnn",
             ),
             Node(
                 export_and_register,
-                ["wsl_training_summary", "assembly_manifest", "params:training"],
+                ["wsl_model", "wsl_training_summary", "assembly_manifest", "params:training"],
                 "wsl_registration",
                 name="export_and_register",
             ),
