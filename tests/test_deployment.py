@@ -92,3 +92,24 @@ def test_runbook_kedro_pipelines_exist() -> None:
     for command in _runbook_commands("kedro"):
         (flag,) = [a for a in command if a.startswith("--pipelines=")]
         assert flag.split("=", 1)[1] in names, command
+
+
+def test_compose_dask_cluster_lines_up_with_the_runbook() -> None:
+    """The Dask scheduler and workers of the compose stack: ports, image, shared data."""
+    services = _compose()["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    assert (DEPLOYMENT / scheduler["build"]["context"] / scheduler["build"]["dockerfile"]).is_file()
+    assert worker["image"] == scheduler["image"]  # one image: same morphoflow everywhere
+    assert {p.split(":")[0] for p in scheduler["ports"]} == {"8786", "8787"}
+    assert "tcp://dask-scheduler:8786" in worker["command"]
+    assert "./data:/data" in worker["volumes"]  # the screen and the plate store, shared
+    assert "triton" in worker["depends_on"]
+    section = RUNBOOK.split("## 8. Scale out profiling on Dask")[1].split("\n## ")[0]
+    assert "execution.address=tcp://dask-scheduler:8786" in section
+    for name in ("slurm.yaml", "hpc_cluster.py", "kubernetes.yaml", "Dockerfile"):
+        assert (DEPLOYMENT / "dask" / name).is_file() and f"deployment/dask/{name}" in (
+            section + (DEPLOYMENT / "dask" / "kubernetes.yaml").read_text()
+        ), name
+    manifest = yaml.safe_load((DEPLOYMENT / "dask" / "kubernetes.yaml").read_text())
+    assert manifest["kind"] == "DaskCluster"
+    assert manifest["spec"]["scheduler"]["service"]["ports"][0]["port"] == 8786
