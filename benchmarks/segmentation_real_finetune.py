@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--freeze-batchnorm",
+        action="store_true",
+        help="keep the base model's BatchNorm statistics and affine weights",
+    )
+    parser.add_argument(
         "--time-limit", type=float, default=None, help="seconds; no epoch starts after it"
     )
     args = parser.parse_args(argv)
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         lr=args.lr,
         seed=args.seed,
         device="cpu",
+        freeze_batchnorm=args.freeze_batchnorm,
         unet=model.config,
     )
     started = time.perf_counter()

@@ -408,3 +408,127 @@ def test_merge_instances_memory_grows_with_overlaps_not_objects_squared() -> Non
     np.testing.assert_array_equal(merged > 0, labels > 0)
     assert len(np.unique(np.stack([merged.ravel(), labels.ravel()]), axis=1).T) == 6401
     assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+# ------------------------------------------------------------------ semantic merges (issue 13)
+
+
+def _soft_classes(classes: np.ndarray, confidence: float = 0.9) -> np.ndarray:
+    """(3, H, W) probabilities: ``confidence`` on the given class, the rest split evenly."""
+    probs = np.full((3, *classes.shape), (1 - confidence) / 2, dtype=np.float32)
+    for k in range(3):
+        probs[k][classes == k] = confidence
+    return probs
+
+
+def _two_touching_nuclei() -> np.ndarray:
+    """(3, 40, 40) probabilities of two discs that touch, with a boundary class between them."""
+    from morphoflow.segmentation.postprocess import labels_to_classes
+
+    yy, xx = np.mgrid[:40, :40]
+    labels = np.zeros((40, 40), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 12) ** 2 < 64] = 1
+    labels[(yy - 20) ** 2 + (xx - 27) ** 2 < 64] = 2
+    labels[(yy - 6) ** 2 + (xx - 33) ** 2 < 9] = 3  # small nucleus near a corner
+    return _soft_classes(labels_to_classes(labels, boundary_width=1))
+
+
+def _to_labels(probs: np.ndarray) -> np.ndarray:
+    from morphoflow.segmentation.postprocess import probabilities_to_labels
+
+    return probabilities_to_labels(probs, threshold=0.5)
+
+
+@pytest.mark.parametrize("merge", ["mean", "logit", "seeds", "vote"])
+def test_identical_views_give_the_objects_of_one_view(merge: str) -> None:
+    from morphoflow.segmentation.tta import merge_semantic_labels
+
+    probs = _two_touching_nuclei()
+    one = merge_semantic_labels(probs[None], _to_labels, merge)
+    eight = merge_semantic_labels(np.stack([probs] * 8), _to_labels, merge)
+    reference = _to_labels(probs)
+    assert one.dtype == np.uint32 and reference.max() == 3
+    for labels in (one, eight):
+        assert dsb_image_score(reference, labels).score == 1.0  # same objects, same pixels
+        # numbered 1..n in raster order of each object's first pixel
+        firsts = [np.flatnonzero(labels.ravel() == k)[0] for k in range(1, labels.max() + 1)]
+        assert firsts == sorted(firsts)
+
+
+def test_vote_keeps_objects_of_a_strict_majority_of_views() -> None:
+    from morphoflow.segmentation.postprocess import labels_to_classes
+    from morphoflow.segmentation.tta import merge_semantic_labels
+
+    yy, xx = np.mgrid[:32, :32]
+    a = ((yy - 10) ** 2 + (xx - 10) ** 2 < 25).astype(np.int32)
+    b = np.where((yy - 22) ** 2 + (xx - 22) ** 2 < 25, 2, a).astype(np.int32)
+    with_b = _soft_classes(labels_to_classes(b, 1))
+    without_b = _soft_classes(labels_to_classes(a, 1))
+    for n_with, kept in ((3, False), (4, False), (5, True)):
+        views = np.stack([with_b] * n_with + [without_b] * (8 - n_with))
+        for merge in ("vote", "seeds"):
+            labels = merge_semantic_labels(views, _to_labels, merge)
+            assert labels.max() == 1 + kept, (merge, n_with)
+            assert bool(labels[22, 22]) == kept and labels[10, 10] == 1
+        # the mean of the maps keeps B once its averaged foreground (interior + boundary:
+        # 0.95 where B is, 0.1 elsewhere) passes 0.5: already with 4 of 8 views
+        mean = merge_semantic_labels(views, _to_labels, "mean")
+        assert bool(mean[22, 22]) == (n_with >= 4)
+
+
+def test_seeds_outline_comes_from_the_averaged_maps_and_vote_from_the_majority() -> None:
+    from morphoflow.segmentation.tta import merge_semantic_labels
+
+    # One object in 3 views; a 1-px ring around it is foreground in view 0 only (0.9) and
+    # below threshold in the others (0.45): mean foreground (0.9 + 2 * 0.45) / 3 = 0.6 > 0.5,
+    # while only 1 of 3 views puts the ring in the object.
+    yy, xx = np.mgrid[:24, :24]
+    r2 = (yy - 12) ** 2 + (xx - 12) ** 2
+    core, ring = r2 < 25, (r2 >= 25) & (r2 < 49)
+    views = np.zeros((3, 3, 24, 24), np.float32)
+    views[:, 0] = 1.0
+    views[:, 0][:, core] = 0.05
+    views[:, 1][:, core] = 0.9
+    views[:, 2][:, core] = 0.05
+    for k, (first, others) in enumerate(((0.1, 0.55), (0.1, 0.05), (0.8, 0.4))):
+        views[0, k][ring] = first  # (background, interior, boundary) = (0.1, 0.1, 0.8)
+        views[1:, k][:, ring] = others  # (0.55, 0.05, 0.4)
+    vote = merge_semantic_labels(views, _to_labels, "vote")
+    seeds = merge_semantic_labels(views, _to_labels, "seeds")
+    np.testing.assert_array_equal(vote > 0, core)
+    np.testing.assert_array_equal(seeds > 0, core | ring)
+    assert vote.max() == seeds.max() == 1
+
+
+def test_logit_merge_is_the_softmax_of_the_averaged_logits() -> None:
+    rng = np.random.default_rng(3)
+    logits = np.clip(rng.normal(0, 2, size=(8, 3, 5, 6)), -5, 5)  # p > LOG_FLOOR
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = np.exp(logits.mean(0)) / np.exp(logits.mean(0)).sum(axis=0, keepdims=True)
+    merged = merge_semantic(probs, "logit")
+    assert merged.dtype == np.float32 and merged.shape == (3, 5, 6)
+    np.testing.assert_allclose(merged, expected, atol=1e-5)
+    assert np.abs(merge_semantic(probs, "mean") - expected).max() > 0.05  # not the mean
+    # a geometric mean: one view that rules class 0 out (0.02) outweighs two that favour it
+    p = np.array([[0.02, 0.49, 0.49], [0.6, 0.2, 0.2], [0.6, 0.2, 0.2]])[:, :, None, None]
+    assert merge_semantic(p, "mean")[:, 0, 0].argmax() == 0
+    assert merge_semantic(p, "logit")[:, 0, 0].argmax() == 1
+
+
+def test_merges_are_validated() -> None:
+    from morphoflow.segmentation.settings import SegmenterSettings
+    from morphoflow.segmentation.tta import (
+        DEFAULT_SEMANTIC_MERGE,
+        SEMANTIC_MERGES,
+        merge_semantic_labels,
+    )
+
+    assert DEFAULT_SEMANTIC_MERGE in SEMANTIC_MERGES
+    assert SegmenterSettings().merge == DEFAULT_SEMANTIC_MERGE
+    assert SegmenterSettings.from_params({"merge": "logit"}).merge == "logit"
+    with pytest.raises(ValueError, match="merge must be one of"):
+        SegmenterSettings(merge="average")
+    with pytest.raises(ValueError, match="merge must be one of"):
+        merge_semantic(np.zeros((1, 3, 2, 2)), "median")
+    with pytest.raises(ValueError, match="to_labels returned shape"):
+        merge_semantic_labels(np.zeros((2, 3, 4, 4)), lambda p: np.zeros((3, 3), int), "vote")

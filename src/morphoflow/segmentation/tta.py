@@ -5,7 +5,9 @@ undo each transform on the prediction, and merge (Moshkov et al., Sci Rep 2020):
 
 - semantic models (U-Net): the de-augmented probability maps are averaged
   (:func:`merge_semantic`, :func:`predict_semantic_tta`); thresholding and post-processing stay
-  the caller's job, exactly as without TTA;
+  the caller's job, exactly as without TTA. :func:`merge_semantic_labels` offers the other
+  merges of :data:`SEMANTIC_MERGES` (averaged logits, the instance vote below applied to the
+  U-Net's per-view instances, and vote-seeded watershed on the averaged maps);
 - instance models (Mask R-CNN): objects from different views are the same object when their
   IoU >= 0.5; an object is kept when found in a majority of views, and its mask is the
   pixel-wise majority vote of its masks (:func:`merge_instances`, :func:`predict_instance_tta`).
@@ -29,7 +31,8 @@ Non-square images. To send all views to the model in one batch, :func:`augment_b
 when a selected view swaps H and W, and :func:`deaugment_batch` undoes each view then crops the
 top-left (H, W) window. Without such a view no padding is needed and the batch stays (H, W).
 
-This module needs only numpy (it also runs inside Triton's python backend); model outputs that
+This module needs only numpy (it also runs inside Triton's python backend; the ``"seeds"`` merge
+imports scikit-image's watershed when used); model outputs that
 are torch tensors are converted with ``.detach().cpu().numpy()`` without importing torch.
 
 Example:
@@ -303,22 +306,148 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def merge_semantic(probs: np.ndarray) -> np.ndarray:
-    """Average de-augmented per-pixel predictions over the views.
+SEMANTIC_MERGES: tuple[str, ...] = ("mean", "logit", "seeds", "vote")
+"""How the views of a semantic (3-class U-Net) prediction are merged into instances:
 
-    Args:
-        probs: Array (V, K, H, W) of de-augmented probability maps.
+- ``"mean"``: average the probability maps, then post-process once (the TTA paper's U-Net
+  merge: "average the probability maps, threshold 0.5");
+- ``"logit"``: average the per-class log-probabilities (equal to averaging the logits: log-softmax
+  differs from the logits by a per-pixel constant), softmax, then post-process once;
+- ``"vote"``: post-process every view, then the paper's instance merge
+  (:func:`merge_instances`: objects matched at IoU >= 0.5, kept when found in a strict majority
+  of views, pixel-wise majority masks);
+- ``"seeds"``: the objects of ``"vote"`` are the watershed markers, grown over the averaged maps
+  (outlines from the mean probabilities, objects from the majority of views).
 
-    Returns:
-        Float32 array (K, H, W): the mean over the V views.
+With one view every merge gives the objects of that view. Measured on real HeLa frames and on
+synthetic validation images: ``benchmarks/segmentation_real.py`` (numbers in the README)."""
+
+DEFAULT_SEMANTIC_MERGE: str = "seeds"
+"""The merge :class:`~morphoflow.segmentation.settings.SegmenterSettings` uses unless told: the
+best measured on real frames (``benchmarks/segmentation_real.py``, shipped U-Net, 8 views, HeLa
+t12-t14: DSB mean 0.679, logit 0.680, vote 0.690, seeds 0.694; one view 0.665; all 15 frames:
+mean 0.639, vote 0.655, seeds 0.658). On the synthetic validation set ``"vote"`` is better
+(0.886 against 0.883): keep it in mind for images far from real widefield nuclei."""
+
+LOG_FLOOR: float = 1e-6
+"""Probabilities are clipped to at least this before the log of the ``"logit"`` merge (a
+float32 softmax can return exact zeros)."""
+
+LabelsFn = Callable[[np.ndarray], np.ndarray]
+"""(K, H, W) probabilities of one view (or merged) -> (H, W) instance labels (0 = background)."""
+
+
+def check_merge(merge: str) -> str:
+    """Validate a semantic merge name (one of :data:`SEMANTIC_MERGES`).
 
     Raises:
-        ValueError: ``probs`` is not 4-D or has no view.
+        ValueError: Unknown merge (the known ones are listed).
     """
+    if not isinstance(merge, str) or merge not in SEMANTIC_MERGES:
+        raise ValueError(f"merge must be one of {list(SEMANTIC_MERGES)}, got {merge!r}")
+    return merge
+
+
+def merge_semantic(probs: np.ndarray, merge: str = "mean") -> np.ndarray:
+    """Merge de-augmented per-pixel class probabilities over the views into one map.
+
+    ``"mean"`` (and ``"seeds"`` / ``"vote"``, whose reported map is the mean) is the arithmetic
+    mean over the views; ``"logit"`` is ``softmax(mean_v log max(p_v, LOG_FLOOR))`` over the
+    class axis, the softmax of the averaged logits: a normalised geometric mean of the views'
+    probabilities, in which a class that one view rules out confidently loses even when the
+    other views favour it (an average lets the majority win instead).
+
+    Args:
+        probs: Array (V, K, H, W) of de-augmented probability maps (each pixel's K values sum
+            to 1 for ``"logit"``).
+        merge: One of :data:`SEMANTIC_MERGES`.
+
+    Returns:
+        Float32 array (K, H, W).
+
+    Raises:
+        ValueError: ``probs`` is not 4-D or has no view, or ``merge`` is unknown.
+    """
+    check_merge(merge)
     arr = _to_numpy(probs)
     if arr.ndim != 4 or arr.shape[0] == 0:
         raise ValueError(f"probs must be (V, K, H, W) with V >= 1, got shape {arr.shape}")
-    return arr.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if merge != "logit":
+        return arr.mean(axis=0, dtype=np.float64).astype(np.float32)
+    logp = np.log(np.clip(arr, LOG_FLOOR, None, dtype=np.float64)).mean(axis=0)
+    logp -= logp.max(axis=0, keepdims=True)
+    out = np.exp(logp)
+    out /= out.sum(axis=0, keepdims=True)
+    return out.astype(np.float32)
+
+
+def merge_semantic_labels(
+    probs: np.ndarray,
+    to_labels: LabelsFn,
+    merge: str = DEFAULT_SEMANTIC_MERGE,
+    threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    min_views: int | None = None,
+) -> np.ndarray:
+    """Instances from the de-augmented predictions of several views (see :data:`SEMANTIC_MERGES`).
+
+    Args:
+        probs: Array (V, K, H, W) of de-augmented class probabilities; for ``"seeds"`` the
+            classes are (background, interior, boundary) as in
+            :mod:`morphoflow.segmentation.postprocess`.
+        to_labels: The post-processing, (K, H, W) probabilities -> (H, W) labels (e.g.
+            ``functools.partial(probabilities_to_labels, threshold=0.5)``).
+        merge: One of :data:`SEMANTIC_MERGES`.
+        threshold: Foreground threshold of ``"seeds"``: a pixel may join an object when
+            ``1 - mean background probability > threshold`` (as in the post-processing).
+        iou_threshold: IoU at or above which objects of two views are one object
+            (``"vote"``, ``"seeds"``).
+        min_views: Views an object must be found in (``"vote"``, ``"seeds"``); None = strict
+            majority.
+
+    Returns:
+        uint32 instance labels (H, W), numbered 1..n.
+
+    Raises:
+        ValueError: Invalid ``probs`` or ``merge``, ``to_labels`` returned a label image of
+            another shape, or an argument of :func:`merge_instances` is out of range.
+    """
+    check_merge(merge)
+    arr = _to_numpy(probs)
+    if arr.ndim != 4 or arr.shape[0] == 0:
+        raise ValueError(f"probs must be (V, K, H, W) with V >= 1, got shape {arr.shape}")
+    shape = arr.shape[-2:]
+    if merge in ("mean", "logit"):
+        return _sequential(_labels_of(to_labels, merge_semantic(arr, merge), shape))
+    per_view = [_labels_of(to_labels, view, shape) for view in arr]
+    voted, _ = merge_instances(per_view, iou_threshold=iou_threshold, min_views=min_views)
+    if merge == "vote":
+        return voted
+    from skimage.segmentation import watershed  # "seeds" only; Triton's backend has it
+
+    mean = merge_semantic(arr, "mean")
+    foreground = (1.0 - mean[0]) > float(threshold)
+    grown = watershed(-mean[1], markers=voted.astype(np.int64), mask=foreground | (voted > 0))
+    return _sequential(grown)
+
+
+def _labels_of(to_labels: LabelsFn, probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    labels = check_label_image(to_labels(probs), "to_labels(probs)")
+    if labels.shape != tuple(shape):
+        raise ValueError(f"to_labels returned shape {labels.shape}, expected {tuple(shape)}")
+    return labels
+
+
+def _sequential(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 1..n in raster order of each object's first pixel (uint32)."""
+    flat = np.asarray(labels).ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids > 0
+    ids, first = ids[keep], first[keep]
+    ranked = ids[np.argsort(first)]
+    lut = np.zeros(int(flat.max(initial=0)) + 1, dtype=np.uint32)
+    lut[ranked] = np.arange(1, ranked.size + 1, dtype=np.uint32)
+    return lut[flat].reshape(np.shape(labels))
 
 
 def predict_semantic_tta(
