@@ -48,3 +48,21 @@ def test_atomic_dir_replaces_a_tree_or_leaves_it(tmp_path: Path) -> None:
         (staging / "c.txt").write_text("2")
     assert [p.name for p in target.iterdir()] == ["c.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]
+
+
+def test_atomic_outputs_get_the_umask_mode_not_the_temp_file_mode(tmp_path: Path) -> None:
+    """mkstemp/mkdtemp create 0600/0700: a plate store shared by a team must stay readable."""
+    import os
+
+    from morphoflow.atomic import atomic_dir, atomic_path
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "table.parquet") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(tmp_path / "partition") as staging:
+            (staging / "f").write_bytes(b"y")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "table.parquet").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "partition").stat().st_mode & 0o777 == 0o755

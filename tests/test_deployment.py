@@ -102,7 +102,9 @@ def test_compose_dask_cluster_lines_up_with_the_runbook() -> None:
     assert worker["image"] == scheduler["image"]  # one image: same morphoflow everywhere
     assert {p.split(":")[0] for p in scheduler["ports"]} == {"8786", "8787"}
     assert "tcp://dask-scheduler:8786" in worker["command"]
-    assert "./data:/data" in worker["volumes"]  # the screen and the plate store, shared
+    assert worker["working_dir"] == "/project" and "..:/project" in worker["volumes"]
+    driver = services["profiling-driver"]
+    assert driver["volumes"] == worker["volumes"] and driver["working_dir"] == "/project"
     assert "triton" in worker["depends_on"]
     section = RUNBOOK.split("## 8. Scale out profiling on Dask")[1].split("\n## ")[0]
     assert "execution.address=tcp://dask-scheduler:8786" in section

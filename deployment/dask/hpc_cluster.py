@@ -25,9 +25,9 @@ def main() -> None:
     from dask_jobqueue import SLURMCluster
 
     cluster = SLURMCluster(**yaml.safe_load(args.config.read_text())["cluster"])
+    print(cluster.job_script(), flush=True)  # what each SLURM job runs, before submitting
     cluster.scale(jobs=args.jobs)
     print(f"scheduler: {cluster.scheduler_address}  dashboard: {cluster.dashboard_link}")
-    print(cluster.job_script())
     try:
         while True:
             time.sleep(60)

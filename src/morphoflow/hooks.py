@@ -364,6 +364,19 @@ class KnownParametersHook:
                 f"unknown parameter(s) in --params: {'; '.join(problems)}. Parameters are "
                 "defined in conf/base/parameters*.yml"
             )
+        if any(str(key).split(".")[0] == "execution" for key in _flat_keys(runtime)):
+            # checked now, not after data validation has read every image of the screen
+            from morphoflow.execution.settings import ExecutionSettings
+
+            ExecutionSettings.from_params(context.params.get("execution"))
+
+
+def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        keys.extend(_flat_keys(value, f"{name}.") if isinstance(value, dict) else [name])
+    return keys
 
 
 def _insert(tree: dict[str, Any], path: str, value: Any = None) -> None:

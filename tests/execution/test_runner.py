@@ -59,6 +59,19 @@ def test_settings_from_params_refuse_typos_and_bad_values() -> None:
         ExecutionSettings(workers=0)
     with pytest.raises(ValueError, match="execution.resume"):
         ExecutionSettings.from_params({"resume": "maybe"})
+    with pytest.raises(ValueError, match="execution.memory_limit must be a size"):
+        ExecutionSettings.from_params({"memory_limit": "lots"})
+    cores = os.cpu_count() or 1
+    with pytest.raises(ValueError, match="threads on a .*-core machine"):
+        ExecutionSettings(backend="dask", workers=4 * cores + 1)
+    # a remote cluster is sized by its own workers, not by this machine
+    assert ExecutionSettings(backend="dask", workers=500, address="tcp://h:8786").workers == 500
+
+
+def test_no_scheduler_at_the_address_is_one_clear_error() -> None:
+    settings = ExecutionSettings(backend="dask", address="tcp://127.0.0.1:1", retries=0)
+    with pytest.raises(ConnectionError, match=r"execution.address=tcp://127.0.0.1:1: no Dask"):
+        run_partitions(square, {"A": {"x": 1}}, settings)
 
 
 def test_sequential_names_failures_and_finishes_the_others() -> None:

@@ -66,7 +66,7 @@ def test_fingerprint_moves_with_files_settings_and_models(tmp_path: Path) -> Non
     assert partition_fingerprint(p2, root, {"views": 1}, {"model": model}) != other
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "..", "a\\b"])
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "..", "a\\b", "P:2", "P*", "tab\tname"])
 def test_partition_names_that_are_not_one_folder_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="plate name"):
         check_partition_name(name)

@@ -9,7 +9,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
-from morphoflow.execution.runner import _describe, _Progress, _seconds, set_torch_threads
+from morphoflow.execution.runner import _describe, _Progress, set_torch_threads
 from morphoflow.execution.settings import ExecutionSettings
 
 logger = logging.getLogger(__name__)
@@ -26,20 +26,30 @@ class ProcessSetup(WorkerPlugin):
     name = "morphoflow-process-setup"
     idempotent = True
 
-    def __init__(self, threads: int) -> None:
-        self.threads = int(threads)
-
     def setup(self, worker: Any) -> None:
         from morphoflow.runtime import configure_process
 
         configure_process()
-        set_torch_threads(self.threads)
+        # the worker's own thread count (a LocalCluster's threads_per_worker, or what a
+        # remote worker was started with, e.g. dask-jobqueue's cores / processes)
+        set_torch_threads(int(worker.state.nthreads))
 
 
 def connect(settings: ExecutionSettings) -> tuple[Client, LocalCluster | None]:
-    """A client of the scheduler at ``settings.address``, or of a new ``LocalCluster``."""
+    """A client of the scheduler at ``settings.address``, or of a new ``LocalCluster``.
+
+    Raises:
+        ConnectionError: No scheduler answered at ``settings.address`` within 30 s.
+    """
     if settings.address:
-        return Client(settings.address, timeout="30s"), None
+        try:
+            return Client(settings.address, timeout="30s"), None
+        except OSError as exc:
+            raise ConnectionError(
+                f"execution.address={settings.address}: no Dask scheduler answered within "
+                f"30 s ({exc}); start one (deployment/RUNBOOK.md section 8) or leave "
+                "execution.address empty for a LocalCluster"
+            ) from exc
     cluster = LocalCluster(
         n_workers=settings.workers,
         threads_per_worker=settings.threads_per_worker,
@@ -60,7 +70,7 @@ def run_dask(
     """Submit every task; gather results and failures as they finish (see ``run_partitions``)."""
     client, cluster = connect(settings)
     try:
-        client.register_plugin(ProcessSetup(settings.threads_per_worker), name=ProcessSetup.name)
+        client.register_plugin(ProcessSetup(), name=ProcessSetup.name)
         logger.info(
             "Dask %s with %d workers; dashboard: %s",
             f"scheduler {settings.address}" if settings.address else "LocalCluster",
@@ -81,7 +91,7 @@ def run_dask(
             name = futures[future]
             if future.status == "finished":
                 results[name] = future.result()
-                progress.finished(name, True, _seconds(results[name]))
+                progress.finished(name, True, results[name])
             else:
                 exc = future.exception()
                 failures[name] = _describe(exc) if exc is not None else str(future.status)

@@ -56,9 +56,16 @@ class _Progress:
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
 
-    def finished(self, name: str, ok: bool, seconds: float | None = None) -> None:
+    def finished(
+        self, name: str, ok: bool, result: Any = None, seconds: float | None = None
+    ) -> None:
         self.done += 1
-        took = "" if seconds is None else f" in {seconds:.1f} s"
+        if isinstance(result, Mapping) and result.get("status") == "reused":
+            took = " (reused: stored result is current)"
+        elif isinstance(result, Mapping) and isinstance(result.get("seconds"), int | float):
+            took = f" in {float(result['seconds']):.1f} s"
+        else:
+            took = "" if seconds is None else f" in {seconds:.1f} s"
         logger.info(
             "%d/%d %s done: %s%s%s (elapsed %.0f s)",
             self.done,
@@ -148,11 +155,5 @@ def _run_sequential(function, tasks, settings, what):
                     settings.retries + 1,
                     failures[name],
                 )
-        progress.finished(name, name in results, time.perf_counter() - start)
+        progress.finished(name, name in results, results.get(name), time.perf_counter() - start)
     return results, failures
-
-
-def _seconds(result: Any) -> float | None:
-    if isinstance(result, Mapping) and isinstance(result.get("seconds"), int | float):
-        return float(result["seconds"])
-    return None

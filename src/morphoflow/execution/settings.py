@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 BACKENDS = ("sequential", "dask")
+
+MAX_OVERSUBSCRIPTION = 4
+"""A LocalCluster may run at most this many threads per core of the machine."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,9 @@ class ExecutionSettings:
             the fingerprint cannot see).
 
     Raises:
-        ValueError: An unknown backend or a value out of range, named by its field.
+        ValueError: An unknown backend, a value out of range or a memory size Dask cannot
+            read, named by its field; a ``LocalCluster`` of more than
+            :data:`MAX_OVERSUBSCRIPTION` threads per core of this machine.
     """
 
     backend: str = "sequential"
@@ -56,6 +62,29 @@ class ExecutionSettings:
             raise ValueError(f"execution.retries must be >= 0, got {self.retries!r}")
         if self.address is not None and not str(self.address).strip():
             object.__setattr__(self, "address", None)
+        if str(self.memory_limit) != "auto":
+            from dask.utils import parse_bytes
+
+            try:
+                parse_bytes(str(self.memory_limit))
+            except ValueError:
+                raise ValueError(
+                    f"execution.memory_limit must be a size such as 4GiB or 'auto', got "
+                    f"{self.memory_limit!r}"
+                ) from None
+        cores = os.cpu_count() or 1
+        threads = int(self.workers) * int(self.threads_per_worker)
+        if (
+            self.backend == "dask"
+            and self.address is None
+            and threads > MAX_OVERSUBSCRIPTION * cores
+        ):
+            raise ValueError(
+                f"execution.workers x execution.threads_per_worker = {threads} threads on a "
+                f"{cores}-core machine (more than {MAX_OVERSUBSCRIPTION}x its cores): a "
+                "LocalCluster runs on this machine only; for more workers join a cluster "
+                "with execution.address"
+            )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> ExecutionSettings:

@@ -153,17 +153,22 @@ def partition_fingerprint(
     return hashlib.sha256(combined.encode()).hexdigest()
 
 
+_UNSAFE = set('/\\:*?"<>|\0')
+
+
 def check_partition_name(name: str) -> str:
-    """A partition (plate) name usable as one folder name.
+    """A partition (plate) name usable as one folder name on any shared filesystem.
 
     Raises:
-        ValueError: Empty, ``.``-leading, or containing a path separator or NUL.
+        ValueError: Empty, ``.``-leading, or containing a path separator, a control
+            character or one of ``: * ? " < > |`` (refused by SMB/Windows shares).
     """
     text = str(name)
-    if not text or text.startswith(".") or any(c in text for c in ("/", "\\", "\0")):
+    bad = sorted({c for c in text if c in _UNSAFE or ord(c) < 32})
+    if not text or text.startswith(".") or bad:
         raise ValueError(
-            f"plate name {text!r} cannot name a partition folder (empty, leading '.', or a "
-            "path separator): rename the plate in load_data.csv / the platemap"
+            f"plate name {text!r} cannot name a partition folder (empty, leading '.', or the "
+            f"characters {bad}): rename the plate in load_data.csv / the platemap"
         )
     return text
 

@@ -61,7 +61,9 @@ def plate_tasks(
 ) -> tuple[str, dict[str, PlateTask]]:
     """The screen's key and one :class:`PlateTask` per plate (models resolved to files once,
     here, so every worker loads the same file and the fingerprint sees its version)."""
-    root = screen_root(screen)
+    # absolute paths: a worker's working directory is not the driver's
+    root = screen_root(screen).resolve()
+    store = PartitionStore(store.root.resolve())
     _check_extractor(feature_params, inference)
     settings = SegmenterSettings.from_params(dict(nuclei_params), defaults=PIPELINE_DEFAULTS)
     model_files: dict[str, Any] = {}
