@@ -1,4 +1,5 @@
-"""Kedro datasets of morphoflow objects (models) that the catalog stores as files."""
+"""Kedro datasets of morphoflow objects: models stored as files, the per-plate partition store,
+and folders given to nodes as paths (the screen, report and model folders)."""
 
 from __future__ import annotations
 
@@ -70,40 +71,14 @@ class PartitionStoreDataset(AbstractDataset[None, PartitionStore]):
         return {"path": str(self._path)}
 
 
-class ScreenFolderDataset(AbstractDataset[None, Path]):
-    """The screen folder (``load_data.csv`` + ``platemap.csv`` (+ ``moa.csv``) and the images),
-    loaded as its :class:`~pathlib.Path`.
-
-    Every pipeline reads the screen through this one catalog entry; its root comes from the
-    runtime parameter ``screen.root`` (``--params screen.root=DIR``). Loading reads nothing
-    (the data validation pipeline reads the folder and names what is missing); nothing saves
-    through it.
-    """
-
-    def __init__(self, root: str, metadata: dict[str, Any] | None = None) -> None:
-        self._root = str(root)
-        self.metadata = metadata
-
-    def _load(self) -> Path:
-        return Path(self._root)
-
-    def _save(self, data: None) -> None:
-        raise DatasetError(f"{self._root}: the screen folder is an input, never saved")
-
-    def _exists(self) -> bool:
-        return Path(self._root).is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"root": self._root}
-
-
 class FolderDataset(AbstractDataset[None, Path]):
-    """A folder a node writes files into (a report, a set of models), owned by the catalog.
+    """A folder owned by the catalog and given to nodes as its :class:`~pathlib.Path`.
 
-    Loading returns the folder's :class:`~pathlib.Path` (nothing is read or created); the node
-    that takes it as input writes its files there (atomically, file by file). Used where the
-    output is a folder of files a library writes (Great Expectations' Data Docs, one model
-    file per variant) rather than one object.
+    Loading reads and creates nothing. Two uses: an input folder that nodes read with their
+    own readers (the screen, from ``--params screen.root``: the data validation pipeline
+    names what is missing in it), and a folder a node writes files into (atomically, file by
+    file) where the output is a set of files a library writes (Great Expectations' Data Docs,
+    one model file per variant) rather than one object. Nothing is saved through it.
     """
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
@@ -114,7 +89,9 @@ class FolderDataset(AbstractDataset[None, Path]):
         return Path(self._path)
 
     def _save(self, data: None) -> None:
-        raise DatasetError(f"{self._path}: a folder the nodes write into, not saved through it")
+        raise DatasetError(
+            f"{self._path}: a folder given to nodes, never saved through the catalog"
+        )
 
     def _exists(self) -> bool:
         return True
