@@ -280,3 +280,35 @@ def test_non_finite_intensity_inside_an_object_is_rejected() -> None:
     image[0, 0, 0] = np.inf  # outside every object: ignored
     assert np.isfinite(site_features(image, nuclei, cells).loc[7, "Cells_AreaShape_Area"])
     assert isinstance(classical_features, ClassicalExtractor)
+
+
+@pytest.mark.parametrize("feature_set", ["default", "extended"])
+def test_tiny_objects_give_nan_not_inf_and_no_numpy_warning(feature_set) -> None:
+    # 1-px, 2-px, 2x2 and 1x5 objects: perimeter, variance or moments are 0 -> undefined
+    nuc = np.zeros((40, 40), np.int32)
+    nuc[5, 5] = 1
+    nuc[10, 10:12] = 2
+    nuc[20:22, 20:22] = 3
+    nuc[30, 30:35] = 4
+    cel = nuc.copy()
+    cel[10, 12] = 2  # a one-pixel cytoplasm
+    cel[4:7, 4:7] = np.where(nuc[4:7, 4:7] == 0, 1, nuc[4:7, 4:7])
+    image = np.random.default_rng(0).random((5, 40, 40))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        table = site_features(image, nuc, cel, feature_set=feature_set, intensity_scale=1.0)
+    assert not np.isinf(table.to_numpy()).any(), list(
+        table.columns[np.isinf(table.to_numpy()).any(0)]
+    )
+    assert table["Nuclei_AreaShape_FormFactor"].isna().loc[[1, 2]].all()
+
+
+def test_channel_names_with_spaces_and_labels_above_int32_are_refused() -> None:
+    image, nuclei, cells = _disc_site()
+    with pytest.raises(ValueError, match="spaces"):
+        site_features(image, nuclei, cells, channels=("DNA DAPI", "ER", "RNA", "AGP", "Mito"))
+    big = np.where(nuclei > 0, 2**31, 0).astype(np.uint32)
+    with pytest.raises(ValueError, match="nuclei holds label 2147483648"):
+        site_features(image, big, cells)

@@ -363,10 +363,16 @@ def _check_channels(channels: Sequence[str]) -> tuple[str, ...]:
     chans = tuple(channels)
     if not chans or len(set(chans)) != len(chans):
         raise ValueError(f"channels must be distinct and not empty, got {channels!r}")
-    bad = [c for c in chans if "_" in c]
+    bad = [c for c in chans if "_" in c or any(ch.isspace() for ch in c)]
     if bad:
-        raise ValueError(f"channels must not contain '_' (feature names split on it): {bad}")
+        raise ValueError(
+            f"channels must not contain '_' or spaces (feature names split on '_'): {bad}"
+        )
     return chans
+
+
+#: The largest label accepted (cp_measure and scikit-image work on int32 labels).
+_LABEL_MAX = int(np.iinfo(np.int32).max)
 
 
 def _check_labels(labels: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -377,6 +383,8 @@ def _check_labels(labels: np.ndarray, name: str, shape: tuple[int, ...]) -> np.n
         raise ValueError(f"{name} must have shape {shape} (the image's H, W), got {arr.shape}")
     if arr.size and arr.min() < 0:
         raise ValueError(f"{name} must not hold negative labels (min {arr.min()})")
+    if arr.size and arr.max() > _LABEL_MAX:
+        raise ValueError(f"{name} holds label {arr.max()}, above the int32 maximum {_LABEL_MAX}")
     return arr.astype(np.int64, copy=False)
 
 
