@@ -63,9 +63,9 @@ def plate_tasks(
     here, so every worker loads the same file and the fingerprint sees its version)."""
     # absolute paths: a worker's working directory is not the driver's
     root = screen_root(screen).resolve()
-    store = PartitionStore(store.root.resolve())
     _check_extractor(feature_params, inference)
     settings = SegmenterSettings.from_params(dict(nuclei_params), defaults=PIPELINE_DEFAULTS)
+    store = PartitionStore(store.root.resolve())
     model_files: dict[str, Any] = {}
     if inference_backend(inference) == "triton":
         from morphoflow.serving.client import served_views
