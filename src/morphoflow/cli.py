@@ -522,7 +522,10 @@ def measure(
         Path, typer.Option("--nuclei", help="Nucleus label image (integer TIFF, 0 = background).")
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Parquet file to write (one row per nucleus).")
+        Path,
+        typer.Option(
+            "--out", help="Parquet file to write (.parquet; one row per nucleus; not an input)."
+        ),
     ],
     cells: Annotated[
         Path | None,
@@ -530,7 +533,9 @@ def measure(
     ] = None,
     cells_out: Annotated[
         Path | None,
-        typer.Option("--cells-out", help="Without --cells: save the grown cells here (TIFF)."),
+        typer.Option(
+            "--cells-out", help="Without --cells: save the grown cells here (.tif; not an input)."
+        ),
     ] = None,
     feature_set: Annotated[
         str, typer.Option("--set", help="Feature set: default or extended.")
@@ -550,7 +555,7 @@ def measure(
             cells_out=cells_out,
             feature_set=feature_set,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a write refused by the system
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), "objects": len(table), "features": table.shape[1] - 2}))
 

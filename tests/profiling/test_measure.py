@@ -136,10 +136,132 @@ def test_bad_arguments_are_single_clear_errors(field, tmp_path: Path) -> None:
     floats = tmp_path / "float.tif"
     tifffile.imwrite(floats, field["nuclei"].astype(np.float32))
     _refused([*channels, "--nuclei", floats, "--out", out], "float.tif", "integer label image")
-    _refused([*channels, "--nuclei", nuclei_file, "--out", out, "--set", "full"], "feature_set")
+    _refused([*channels, "--nuclei", nuclei_file, "--out", out, "--set", "full"], "--set", "'full'")
     _refused(
         [*channels, "--nuclei", nuclei_file, "--cells", field["dir"] / "cells.tif"]
         + ["--cells-out", tmp_path / "c.tif", "--out", out],
         "--cells-out",
     )
+    assert not out.exists()
+
+
+def test_outputs_that_are_inputs_or_each_other_are_refused(field, tmp_path: Path) -> None:
+    nuclei_file = tmp_path / "nuc.tif"
+    nuclei_file.write_bytes((field["dir"] / "nuclei.tif").read_bytes())
+    before = nuclei_file.read_bytes()
+    channels = _channel_args(field)
+    out = tmp_path / "f.parquet"
+    _refused(
+        [*channels, "--nuclei", nuclei_file, "--cells-out", nuclei_file, "--out", out],
+        "--cells-out",
+        "--nuclei",
+        "overwrite the input",
+    )
+    dna = field["files"]["DNA"]
+    _refused([*channels, "--nuclei", nuclei_file, "--out", dna], "--out", "channel DNA", str(dna))
+    link = tmp_path / "link.tif"
+    link.symlink_to(nuclei_file)
+    _refused([*channels, "--nuclei", nuclei_file, "--cells-out", link, "--out", out], "--nuclei")
+    same = tmp_path / "same.tif"
+    _refused(
+        [*channels, "--nuclei", nuclei_file, "--cells-out", same, "--out", same],
+        "--out",
+        "--cells-out",
+        "same file",
+    )
+    assert nuclei_file.read_bytes() == before
+    assert tifffile.imread(dna).dtype == np.uint16
+    assert not out.exists() and not same.exists()
+
+
+def test_unusable_output_paths_are_refused_before_anything_is_written(
+    field, tmp_path: Path
+) -> None:
+    base = [*_channel_args(field), "--nuclei", field["dir"] / "nuclei.tif"]
+    cells_out = tmp_path / "grown.tif"
+    folder = tmp_path / "adir.parquet"
+    folder.mkdir()
+    _refused([*base, "--cells-out", cells_out, "--out", folder], "--out", "is a folder")
+    _refused([*base, "--cells-out", cells_out, "--out", tmp_path], "--out", ".parquet")
+    a_file = tmp_path / "make.py"
+    a_file.write_text("x")
+    _refused([*base, "--cells-out", cells_out, "--out", a_file / "x.parquet"], "--out", "is a file")
+    _refused(
+        [*base, "--cells-out", a_file / "c.tif", "--out", tmp_path / "f.parquet"],
+        "--cells-out",
+        "is a file",
+    )
+    _refused([*base, "--cells-out", cells_out, "--out", tmp_path / "out.csv"], "must end in")
+    _refused(
+        [*base, "--cells-out", tmp_path / "c.png", "--out", tmp_path / "f.parquet"],
+        "--cells-out",
+        ".tif",
+    )
+    assert not cells_out.exists() and not (tmp_path / "f.parquet").exists()
+    assert a_file.read_text() == "x"
+
+
+def test_a_failure_after_growing_cells_writes_nothing(field, tmp_path: Path, monkeypatch) -> None:
+    from morphoflow.profiling import measure
+
+    def fail(*args, **kwargs):
+        raise ValueError("extraction failed")
+
+    monkeypatch.setattr(measure.ClassicalExtractor, "site_features", fail)
+    out, cells_out = tmp_path / "f.parquet", tmp_path / "cells.tif"
+    with pytest.raises(ValueError, match="extraction failed"):
+        measure.measure_files(field["files"], field["dir"] / "nuclei.tif", out, cells_out=cells_out)
+    assert not out.exists() and not cells_out.exists()
+    assert not list(tmp_path.iterdir())  # no temporary file either
+
+
+def test_float_images_must_be_finite_and_in_0_1(field, tmp_path: Path) -> None:
+    nuclei_file, cells_file = field["dir"] / "nuclei.tif", field["dir"] / "cells.tif"
+    dna = tmp_path / "dna_float.tif"
+    tifffile.imwrite(dna, (field["image"][0] / 65535).astype(np.float64))
+    base = ["--nuclei", nuclei_file, "--cells", cells_file]
+    out = tmp_path / "f.parquet"
+    result = _run([f"DNA={dna}", f"AGP={field['files']['AGP']}", *base, "--out", out])
+    assert result.exit_code == 0, result.output  # float in [0, 1]: used as stored
+    ints = tmp_path / "i.parquet"
+    _run([f"DNA={field['files']['DNA']}", f"AGP={field['files']['AGP']}", *base, "--out", ints])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ints))
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, field["image"][0].astype(np.float32))
+    _refused(
+        [f"DNA={raw}", *base, "--out", tmp_path / "g.parquet"],
+        "channel DNA",
+        "raw.tif",
+        f"[{field['image'][0].min():g}, {field['image'][0].max():g}]",
+        "[0, 1]",
+    )
+    holed = (field["image"][0] / 65535).astype(np.float32)
+    holed[field["nuclei"] > 0] = np.nan
+    nan_file = tmp_path / "nan.tif"
+    tifffile.imwrite(nan_file, holed)
+    _refused(
+        [f"DNA={nan_file}", *base, "--out", tmp_path / "g.parquet"],
+        "channel DNA",
+        "nan.tif",
+        "non-finite",
+    )
+    assert not (tmp_path / "g.parquet").exists()
+
+
+def test_cryptic_inputs_get_errors_that_name_them(field, tmp_path: Path) -> None:
+    nuclei_file = field["dir"] / "nuclei.tif"
+    out = tmp_path / "f.parquet"
+    channels = _channel_args(field)
+    big = tmp_path / "big.tif"
+    tifffile.imwrite(big, np.where(field["nuclei"] > 0, 2**31, 0).astype(np.uint32))
+    _refused([*channels, "--nuclei", big, "--out", out], "--nuclei", "big.tif", "2147483648")
+    typo = [c.replace("Mito=", "Mitto=") for c in channels]
+    _refused(
+        [*typo, "--nuclei", nuclei_file, "--out", out],
+        "missing Mito",
+        "unknown channel name Mitto (did you mean Mito?)",
+    )
+    _refused([*channels, "--nuclei", nuclei_file, "--out", out, "--set", "Extended"], "--set")
+    spaced = [f"DNA DAPI={field['files']['DNA']}", *channels[1:]]
+    _refused([*spaced, "--nuclei", nuclei_file, "--out", out], "'DNA DAPI'", "spaces")
     assert not out.exists()

@@ -11,11 +11,20 @@ Without cell labels the cells are grown from the nuclei as the profiling pipelin
 which needs the five Cell Painting channels.
 
 Pixel scaling is CellProfiler's: each channel is divided by the maximum of its file's integer
-dtype (uint16 / 65535, uint8 / 255; float files are used as stored).
+dtype (uint16 / 65535, uint8 / 255). A float file is taken as already scaled, as CellProfiler
+takes it: its values must lie in [0, 1] and be finite, else it is refused, naming the channel,
+the file and the range found.
+
+Every output path is checked before anything is computed (a ``.parquet`` ``--out`` and a
+``.tif``/``.tiff`` ``--cells-out`` that are neither folders, nor under a file, nor an input
+file, nor each other), and both are written only once everything is computed, each atomically:
+a refused or failed run writes nothing.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +35,7 @@ from morphoflow.atomic import atomic_path
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.classical import (
     FEATURE_SET_COLUMN,
+    FEATURE_SETS,
     ClassicalExtractor,
     intensity_scale_for,
 )
@@ -44,7 +54,8 @@ def parse_channel_args(args: list[str]) -> dict[str, Path]:
     """``["DNA=dna.tif", "ER=er.tif"]`` -> ``{"DNA": Path("dna.tif"), ...}`` (order kept).
 
     Raises:
-        MeasureError: An argument is not ``NAME=FILE``, a name repeats or holds ``_``.
+        MeasureError: An argument is not ``NAME=FILE``, a name repeats or holds ``_`` or a
+            space (feature column names join the channel with ``_``).
     """
     channels: dict[str, Path] = {}
     if not args:
@@ -53,12 +64,100 @@ def parse_channel_args(args: list[str]) -> dict[str, Path]:
         name, sep, file = arg.partition("=")
         if not sep or not name or not file:
             raise MeasureError(f"channel argument {arg!r} is not NAME=FILE (e.g. DNA=dna.tif)")
-        if "_" in name:
-            raise MeasureError(f"channel name {name!r} ({arg!r}) must not contain '_'")
+        if "_" in name or any(ch.isspace() for ch in name):
+            raise MeasureError(
+                f"channel name {name!r} ({arg!r}) must not contain '_' or spaces "
+                "(it becomes part of the feature column names)"
+            )
         if name in channels:
             raise MeasureError(f"channel {name!r} is given twice ({arg!r})")
         channels[name] = Path(file)
     return channels
+
+
+#: The largest label accepted (the measurements work on int32 labels).
+_LABEL_MAX = int(np.iinfo(np.int32).max)
+
+
+def _check_output(path: Path, arg: str, suffixes: tuple[str, ...], kind: str) -> None:
+    """Refuse an output path that cannot be written: wrong suffix, a folder, under a file."""
+    if path.is_dir():
+        raise MeasureError(f"{arg} {path} is a folder: give a file path ending in {suffixes[0]}")
+    if path.suffix.lower() not in suffixes:
+        raise MeasureError(
+            f"{arg} {path} must end in {' or '.join(suffixes)} ({arg} writes {kind})"
+        )
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MeasureError(f"{arg} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise MeasureError(f"{arg} {path}: folder {parent} is not writable")
+            return
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def _check_outputs_apart(inputs: Mapping[str, Path], outputs: Mapping[str, Path]) -> None:
+    """Refuse an output that is an input file, or two outputs that are the same file."""
+    for out_what, out_path in outputs.items():
+        for in_what, in_path in inputs.items():
+            if _same_file(out_path, in_path):
+                raise MeasureError(
+                    f"{out_what} {out_path} is the input file {in_what} {in_path}: "
+                    "writing it would overwrite the input; choose another output path"
+                )
+    (a, pa), *rest = outputs.items()
+    for b, pb in rest:
+        if _same_file(pa, pb):
+            raise MeasureError(f"{a} {pa} and {b} {pb} are the same file: give two paths")
+
+
+def _check_growth_channels(names: list[str]) -> None:
+    """Without --cells every Cell Painting channel is needed: name missing and unknown ones."""
+    missing = [c for c in CHANNELS if c not in names]
+    if not missing:
+        return
+    unknown = [n for n in names if n not in CHANNELS]
+    hints = []
+    lowered = {c.lower(): c for c in missing}
+    for name in unknown:
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        hint = f" (did you mean {lowered[close[0]]}?)" if close else ""
+        hints.append(f"{name}{hint}")
+    extra = f"; unknown channel name {', '.join(hints)}" if hints else ""
+    raise MeasureError(
+        f"without --cells, cells are grown from the Cell Painting channels: give all of "
+        f"{', '.join(CHANNELS)} (missing {', '.join(missing)}{extra}) or a --cells image"
+    )
+
+
+def _scaled_plane(plane: np.ndarray, name: str, path: Path) -> np.ndarray:
+    """CellProfiler's [0, 1] scaling of one channel; a float file must already be in [0, 1]."""
+    if np.issubdtype(plane.dtype, np.integer):
+        # a 12-bit camera's uint16 data stays below 4095 / 65535
+        return plane.astype(np.float64) / round(1.0 / intensity_scale_for(plane.dtype))
+    values = plane.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise MeasureError(
+            f"channel {name} ({path}) has {int(bad.sum())} non-finite pixels (NaN or inf)"
+        )
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise MeasureError(
+            f"channel {name} ({path}) is a {plane.dtype} image with values in "
+            f"[{values.min():g}, {values.max():g}]: float images are taken as CellProfiler "
+            "takes them, already scaled to [0, 1]; rescale it, or save raw counts as an "
+            "integer image (uint16 / uint8 are divided by their maximum)"
+        )
+    return values
 
 
 def _read_plane(path: Path, what: str) -> np.ndarray:
@@ -80,6 +179,11 @@ def _read_labels(path: Path, what: str, shape: tuple[int, ...]) -> np.ndarray:
         )
     if labels.size and labels.min() < 0:
         raise MeasureError(f"{what} {path} has negative labels")
+    if labels.size and labels.max() > _LABEL_MAX:
+        raise MeasureError(
+            f"{what} {path} has label {labels.max()}, above the largest accepted "
+            f"{_LABEL_MAX} (int32): relabel the objects"
+        )
     return labels.astype(np.int64)
 
 
@@ -133,9 +237,10 @@ def measure_files(
     Args:
         channels: Channel name -> single-plane image file, in output column order.
         nuclei: Nucleus label image (integer, 0 = background).
-        out: Parquet file to write.
+        out: Parquet file to write (``.parquet``; not an input file).
         cells: Cell label image, cell k containing nucleus k; None = grow cells.
-        cells_out: Where to save the grown cells (uint32 TIFF); only without ``cells``.
+        cells_out: Where to save the grown cells (uint32 TIFF, ``.tif``/``.tiff``); only
+            without ``cells``.
         feature_set: ``"default"`` or ``"extended"``.
 
     Returns:
@@ -147,43 +252,47 @@ def measure_files(
     """
     if cells is not None and cells_out is not None:
         raise MeasureError("--cells-out saves grown cells: it cannot be used with --cells")
-    if not str(out):
-        raise MeasureError("--out must name a Parquet file")
+    if feature_set not in FEATURE_SETS:
+        raise MeasureError(f"--set must be one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
+    # every output checked before anything is read or computed
+    out = Path(out)
+    outputs = {"--out": out}
+    if cells_out is not None:
+        cells_out = Path(cells_out)
+        outputs["--cells-out"] = cells_out
+    inputs = {f"channel {name}": Path(path) for name, path in channels.items()}
+    inputs["--nuclei"] = Path(nuclei)
+    if cells is not None:
+        inputs["--cells"] = Path(cells)
+    _check_outputs_apart(inputs, outputs)
+    _check_output(out, "--out", (".parquet",), "Parquet")
+    if cells_out is not None:
+        _check_output(cells_out, "--cells-out", (".tif", ".tiff"), "a TIFF")
+    if cells is None:
+        _check_growth_channels(list(channels))
+
     planes = {name: _read_plane(Path(path), f"channel {name}") for name, path in channels.items()}
     shapes = {name: p.shape for name, p in planes.items()}
     if len(set(shapes.values())) > 1:
         raise MeasureError(f"the channel images differ in shape: {shapes}")
     shape = next(iter(shapes.values()))
+    image = np.stack([_scaled_plane(p, name, Path(channels[name])) for name, p in planes.items()])
     nuc = _read_labels(Path(nuclei), "--nuclei", shape)
-    # CellProfiler's scaling per file (a 12-bit camera's uint16 data stays below 4095 / 65535)
-    image = np.stack(
-        [
-            p.astype(np.float64) / round(1.0 / intensity_scale_for(p.dtype))
-            if np.issubdtype(p.dtype, np.integer)
-            else p.astype(np.float64)
-            for p in planes.values()
-        ]
-    )
     if cells is not None:
         cel = _read_labels(Path(cells), "--cells", shape)
         check_cells_match_nuclei(nuc, cel, f"--cells {cells}")
     else:
-        missing = [c for c in CHANNELS if c not in planes]
-        if missing:
-            raise MeasureError(
-                f"without --cells, cells are grown from the Cell Painting channels: give all of "
-                f"{', '.join(CHANNELS)} (missing {', '.join(missing)}) or a --cells image"
-            )
         canonical = np.stack([planes[c].astype(np.float32) for c in CHANNELS])
         cel = segment_cells(canonical, nuc.astype(np.int32)).astype(np.int64)
-        if cells_out is not None:
-            import tifffile
-
-            with atomic_path(cells_out, suffix=".tif") as tmp:
-                tifffile.imwrite(tmp, cel.astype(np.uint32), compression="zlib")
     extractor = ClassicalExtractor(feature_set, channels=tuple(planes))
     table = extractor.site_features(image, nuc, cel, intensity_scale=1.0).reset_index()
     table.insert(1, FEATURE_SET_COLUMN, extractor.feature_set_id)
+    # written only now that everything is computed; both renamed in place once both are written
     with atomic_path(out, suffix=".parquet") as tmp:
         table.to_parquet(tmp, index=False)
+        if cells_out is not None:
+            import tifffile
+
+            with atomic_path(cells_out, suffix=".tif") as tmp_cells:
+                tifffile.imwrite(tmp_cells, cel.astype(np.uint32), compression="zlib")
     return table
