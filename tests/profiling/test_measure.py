@@ -265,3 +265,33 @@ def test_cryptic_inputs_get_errors_that_name_them(field, tmp_path: Path) -> None
     spaced = [f"DNA DAPI={field['files']['DNA']}", *channels[1:]]
     _refused([*spaced, "--nuclei", nuclei_file, "--out", out], "'DNA DAPI'", "spaces")
     assert not out.exists()
+
+
+def test_large_sparse_labels_are_measured_as_their_own_labels(field, tmp_path: Path) -> None:
+    # labels near the int32 maximum must not size per-label arrays (4-8 GB) by their value
+    nuclei, cells = field["nuclei"], field["cells"]
+    offset = 2**31 - 1 - int(nuclei.max())
+    big_nuc = np.where(nuclei > 0, nuclei + offset, 0).astype(np.uint32)
+    big_cells = np.where(cells > 0, cells + offset, 0).astype(np.uint32)
+    tifffile.imwrite(tmp_path / "nuc.tif", big_nuc)
+    tifffile.imwrite(tmp_path / "cells.tif", big_cells)
+    base = [*_channel_args(field), "--nuclei", tmp_path / "nuc.tif"]
+    out = tmp_path / "f.parquet"
+    result = _run([*base, "--cells", tmp_path / "cells.tif", "--out", out])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    labels = np.unique(nuclei[nuclei > 0])
+    assert table["ObjectNumber"].tolist() == (labels + offset).tolist()
+    expected = site_features(field["image"], nuclei, cells)
+    np.testing.assert_allclose(table[feature_names()].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    grown_out = tmp_path / "grown.tif"
+    result = _run([*base, "--cells-out", grown_out, "--out", tmp_path / "g.parquet"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(tifffile.imread(grown_out), big_cells)
+    swapped = big_cells.copy()
+    swapped[cells == 1], swapped[cells == 2] = 2 + offset, 1 + offset
+    tifffile.imwrite(tmp_path / "swapped.tif", swapped)
+    _refused(
+        [*base, "--cells", tmp_path / "swapped.tif", "--out", out],
+        f"nucleus {1 + offset} lies in cell {2 + offset}",
+    )

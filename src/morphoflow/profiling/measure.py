@@ -210,13 +210,15 @@ def check_cells_match_nuclei(nuclei: np.ndarray, cells: np.ndarray, cells_name: 
             f"(labels {orphans[:5].tolist()}): a cell must carry the label of its nucleus"
         )
     inside = nuclei > 0
-    top = int(nuc_ids.max(initial=0)) + 1
-    same = np.bincount(nuclei[inside & (cells == nuclei)], minlength=top)
-    total = np.bincount(nuclei[inside], minlength=top)
-    bad = nuc_ids[same[nuc_ids] * 2 <= total[nuc_ids]]
+    # counts per nucleus by rank, not by label value (labels may be large and sparse)
+    rank = np.searchsorted(nuc_ids, nuclei[inside])
+    same = np.bincount(rank[cells[inside] == nuclei[inside]], minlength=nuc_ids.size)
+    total = np.bincount(rank, minlength=nuc_ids.size)
+    bad = nuc_ids[same * 2 <= total]
     if bad.size:
         k = int(bad[0])
-        found = np.bincount(cells[nuclei == k]).argmax()
+        values, counts = np.unique(cells[nuclei == k], return_counts=True)
+        found = values[counts.argmax()]
         raise MeasureError(
             f"{cells_name}: {bad.size} nuclei lie mostly outside the cell of their label (e.g. "
             f"nucleus {k} lies in cell {found}): a cell must carry the label of its nucleus"
@@ -281,11 +283,18 @@ def measure_files(
     if cells is not None:
         cel = _read_labels(Path(cells), "--cells", shape)
         check_cells_match_nuclei(nuc, cel, f"--cells {cells}")
+    # measured as labels 1..N (a sparse label such as 10^9 would size per-label arrays by it);
+    # ObjectNumber and --cells-out keep the file's labels
+    ids = np.unique(nuc[nuc > 0])
+    nuc_n = np.where(nuc > 0, np.searchsorted(ids, nuc) + 1, 0)
+    if cells is not None:
+        cel_n = np.where(cel > 0, np.searchsorted(ids, cel) + 1, 0)
     else:
         canonical = np.stack([planes[c].astype(np.float32) for c in CHANNELS])
-        cel = segment_cells(canonical, nuc.astype(np.int32)).astype(np.int64)
+        cel_n = segment_cells(canonical, nuc_n.astype(np.int32)).astype(np.int64)
     extractor = ClassicalExtractor(feature_set, channels=tuple(planes))
-    table = extractor.site_features(image, nuc, cel, intensity_scale=1.0).reset_index()
+    table = extractor.site_features(image, nuc_n, cel_n, intensity_scale=1.0).reset_index()
+    table["ObjectNumber"] = ids[table["ObjectNumber"].to_numpy() - 1]
     table.insert(1, FEATURE_SET_COLUMN, extractor.feature_set_id)
     # written only now that everything is computed; both renamed in place once both are written
     with atomic_path(out, suffix=".parquet") as tmp:
@@ -294,5 +303,6 @@ def measure_files(
             import tifffile
 
             with atomic_path(cells_out, suffix=".tif") as tmp_cells:
-                tifffile.imwrite(tmp_cells, cel.astype(np.uint32), compression="zlib")
+                grown = np.where(cel_n > 0, np.concatenate([[0], ids])[cel_n], 0)
+                tifffile.imwrite(tmp_cells, grown.astype(np.uint32), compression="zlib")
     return table
