@@ -241,8 +241,12 @@ def site_features(
         values = np.zeros((0, len(names)))
     else:
         inside = (nuc > 0) | (cel > 0)
-        if not np.isfinite(img[:, inside]).all():
-            raise ValueError("image has non-finite intensities inside an object")
+        finite = np.isfinite(img[:, inside]).all(axis=1)
+        if not finite.all():
+            bad = [chans[c] for c in np.flatnonzero(~finite)]
+            raise ValueError(
+                f"image has non-finite intensities inside an object in channel(s) {bad}"
+            )
         values = _classical_site.measure_site(
             np.where(np.isfinite(img), img, 0.0), nuc, cel, objs, fs, chans, float(intensity_scale)
         )
