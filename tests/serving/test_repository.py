@@ -60,6 +60,7 @@ def test_cpu_repository_layout_and_configs(tmp_path: Path, onnx_models: dict[str
         "max_diameter": True,
         "discard_border_objects": True,
         "diameter": True,
+        "merge": True,
     }
 
 

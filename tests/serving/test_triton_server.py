@@ -96,6 +96,16 @@ def test_served_segmenter_equals_local_segmenter_for_the_same_settings(
     # a model setting cannot change what the server runs: said, not silently dropped
     make_segmenter(SegmenterSettings(model="other.onnx"), client)
     assert "model=other.onnx is ignored" in caplog.text
+    # every TTA merge is a request option: served == local for each
+    from morphoflow.segmentation.tta import SEMANTIC_MERGES
+
+    for merge in SEMANTIC_MERGES:
+        settings = SegmenterSettings(views=8, merge=merge)
+        served = make_segmenter(settings, client)(image)
+        local = make_segmenter(settings, OnnxUNet(onnx_models["unet"]))(image)
+        np.testing.assert_array_equal(served.labels, local.labels, err_msg=merge)
+    with pytest.raises(TritonRequestError, match="merge"):
+        client.segment(image, merge="median")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

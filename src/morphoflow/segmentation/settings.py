@@ -239,7 +239,7 @@ def make_segmenter(
     """The ``image -> Segmentation`` function of an entry point: local model or a server.
 
     Args:
-        settings: Views, threshold, object filters, rescaling
+        settings: Views, threshold, object filters, rescaling, TTA merge
             (:meth:`SegmenterSettings.segment_options`; ``model`` and ``batch_size`` were used
             to build a local backend; a remote backend ignores ``model``, with a warning when
             it is not the default).
@@ -266,15 +266,7 @@ def make_segmenter(
                 "segments (deploy a model with `morphoflow triton deploy`)",
                 settings.model,
             )
-        options = settings.segment_options()
-        if options.pop("merge") != DEFAULT_SEMANTIC_MERGE:
-            logger.warning(
-                "merge=%s is not sent to a remote backend: the server's nuclei_tta model "
-                "merges with its default (%s)",
-                settings.merge,
-                DEFAULT_SEMANTIC_MERGE,
-            )
-        return partial(backend.segment, **options)
+        return partial(backend.segment, **settings.segment_options())
     if not callable(backend):
         raise ValueError(
             "backend must be a predict function or have a segment method, "

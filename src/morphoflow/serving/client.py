@@ -44,6 +44,7 @@ _NUMPY_TO_TRITON = {
     np.dtype(np.bool_): "BOOL",
     np.dtype(np.int32): "INT32",
     np.dtype(np.uint32): "UINT32",
+    np.dtype(np.object_): "BYTES",  # strings, as numpy object arrays of bytes
 }
 
 
@@ -245,6 +246,7 @@ class TritonClient:
         max_diameter: float | None = CLI_DEFAULTS.max_diameter,
         discard_border_objects: bool = CLI_DEFAULTS.discard_border_objects,
         diameter: float | None = CLI_DEFAULTS.diameter,
+        merge: str = CLI_DEFAULTS.merge,
         model: str = "nuclei_tta",
     ) -> Segmentation:
         """Segment nuclei in one 2-D image on the server (normalisation, TTA, instances).
@@ -262,6 +264,8 @@ class TritonClient:
             discard_border_objects: Discard objects touching the image border.
             diameter: Typical nucleus diameter for rescaling, in pixels; None = no rescaling
                 (not sent).
+            merge: How the TTA views become instances
+                (:data:`~morphoflow.segmentation.tta.SEMANTIC_MERGES`).
             model: Served model name.
 
         Object filters are CellProfiler IdentifyPrimaryObjects' (see
@@ -286,6 +290,7 @@ class TritonClient:
             "threshold": np.array([threshold], np.float32),
             "min_diameter": np.array([min_diameter], np.float64),
             "discard_border_objects": np.array([bool(discard_border_objects)], np.bool_),
+            "merge": np.array([str(merge).encode()], np.object_),
         }
         for name, value in (("max_diameter", max_diameter), ("diameter", diameter)):
             if value is not None:

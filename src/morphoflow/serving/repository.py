@@ -188,6 +188,7 @@ def tta_model_config(
         Tensor("max_diameter", "TYPE_FP64", (1,), optional=True),
         Tensor("discard_border_objects", "TYPE_BOOL", (1,), optional=True),
         Tensor("diameter", "TYPE_FP64", (1,), optional=True),
+        Tensor("merge", "TYPE_STRING", (1,), optional=True),
     ]
     outputs = [
         Tensor("probabilities", "TYPE_FP32", (3, -1, -1)),

@@ -10,7 +10,7 @@ offline — with the model call replaced by a BLS request.
 Optional inputs (each one value): ``views`` (INT32, a count n in 1..8: the first n views of
 ``VIEW_ORDER``), ``threshold`` (FP32), the CellProfiler-style object filters
 ``min_diameter`` / ``max_diameter`` (FP64, equivalent diameter in pixels) and
-``discard_border_objects`` (BOOL), and ``diameter`` (FP64, rescaling: the typical nucleus
+``discard_border_objects`` (BOOL), ``merge`` (BYTES, the TTA merge), and ``diameter`` (FP64, rescaling: the typical nucleus
 diameter in pixels). A missing input takes its value from
 :data:`morphoflow.segmentation.settings.CLI_DEFAULTS` (8 views, 0.5, min 4.5 px, no maximum,
 border objects kept, no rescaling), and the values are validated by
@@ -30,6 +30,11 @@ from morphoflow.segmentation.onnx_model import INPUT_NAME, N_CLASSES, OUTPUT_NAM
 from morphoflow.segmentation.segmenter import MODEL_DIAMETER
 from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings, make_segmenter
 from morphoflow.segmentation.tiling import predict_tiled
+
+
+def _text(value) -> str:
+    """A BYTES tensor element (bytes, or str) as text."""
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
 
 
 class BadRequest(ValueError):
@@ -95,6 +100,7 @@ class TritonPythonModel:
                     request, "discard_border_objects", d.discard_border_objects, bool
                 ),
                 diameter=self._scalar(request, "diameter", d.diameter, float),
+                merge=self._scalar(request, "merge", d.merge, _text),
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
