@@ -224,6 +224,13 @@ def segment(
     threshold: Annotated[
         float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
     ] = CLI_DEFAULTS.threshold,
+    merge: Annotated[
+        str,
+        typer.Option(
+            help="How the TTA views become instances: mean | logit | seeds | vote "
+            "(README: TTA merges on real nuclei)."
+        ),
+    ] = CLI_DEFAULTS.merge,
 ) -> None:
     """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV.
 
@@ -254,6 +261,7 @@ def segment(
                 "max_diameter": max_diameter,
                 "discard_border_objects": discard_border_objects,
                 "diameter": diameter,
+                "merge": merge,
             },
             defaults=CLI_DEFAULTS,
         )

@@ -269,3 +269,22 @@ def test_profiling_node_names_unknown_nuclei_keys(tmp_path: Path) -> None:
     features = {"extractor": "classical"}
     with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
         plate_tasks(pd.DataFrame(), None, tmp_path, params, {}, {}, features, {})
+
+
+def test_segment_cli_takes_the_tta_merge(tmp_path: Path, dna: np.ndarray) -> None:
+    """`morphoflow segment --merge` gives the labels of the segmenter with that merge."""
+    path = tmp_path / "dna.tif"
+    tifffile.imwrite(path, dna)
+    for merge in ("mean", "vote"):
+        out = tmp_path / merge
+        result = CliRunner().invoke(
+            app, ["segment", str(path), "--out", str(out), "--views", "4", "--merge", merge]
+        )
+        assert result.exit_code == 0, result.output
+        settings = SegmenterSettings.from_params({"views": 4, "merge": merge})
+        expected = make_segmenter(settings, load_predictor(None))(dna).labels
+        np.testing.assert_array_equal(tifffile.imread(out / "dna_labels.tif"), expected)
+    bad = CliRunner().invoke(
+        app, ["segment", str(path), "--out", str(tmp_path / "x"), "--merge", "median"]
+    )
+    assert bad.exit_code != 0 and "merge" in bad.output
