@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
 
 import morphoflow
 from morphoflow.lifecycle.heldout import SEGMENTATION_HELDOUT
-from morphoflow.segmentation.settings import CLI_DEFAULTS
+from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings
 
 #: Kedro imports ``<package>.cli`` and merges its ``cli`` click group into the ``kedro``
 #: command; morphoflow adds no kedro sub-commands, so the group is empty.
@@ -137,11 +137,13 @@ def validate_screen_command(
     )
 
 
-def _segmenter(settings, triton_url: str | None):
-    """image -> Segmentation for ``settings``: a local U-Net (``.pt``/``.onnx`` file,
-    ``models:/`` URI, the shipped default) or the ``nuclei_tta`` model of a Triton server."""
+def _segmenter(triton_url: str | None, **options: Any):
+    """image -> Segmentation for the command's options (``SegmenterSettings`` fields, missing
+    ones from ``CLI_DEFAULTS``): a local U-Net (``.pt``/``.onnx`` file, ``models:/`` URI, the
+    shipped default) or the ``nuclei_tta`` model of a Triton server."""
     from morphoflow.segmentation.settings import make_segmenter
 
+    settings = SegmenterSettings.from_params(options, defaults=CLI_DEFAULTS)
     if triton_url:
         if not settings.uses_default_model:
             raise ValueError("give either --model or --triton-url, not both")
@@ -246,26 +248,22 @@ def segment(
         write_labels,
     )
     from morphoflow.segmentation.segmenter import nuclei_table
-    from morphoflow.segmentation.settings import SegmenterSettings
 
     try:
         files = collect_images(images)
         unique_stems(files)
         n_views = views if tta else 1
-        settings = SegmenterSettings.from_params(
-            {
-                "model": model,
-                "views": n_views,
-                "threshold": threshold,
-                "min_diameter": min_diameter,
-                "max_diameter": max_diameter,
-                "discard_border_objects": discard_border_objects,
-                "diameter": diameter,
-                "merge": merge,
-            },
-            defaults=CLI_DEFAULTS,
+        segment_image = _segmenter(
+            triton_url,
+            model=model,
+            views=n_views,
+            threshold=threshold,
+            min_diameter=min_diameter,
+            max_diameter=max_diameter,
+            discard_border_objects=discard_border_objects,
+            diameter=diameter,
+            merge=merge,
         )
-        segment_image = _segmenter(settings, triton_url)
         summary = []
         for path in track(files, "Segmenting", total=len(files)):
             image = load_channel(path, channel)
@@ -336,22 +334,18 @@ def suggest_contours(
         suggest_outlines,
         write_roi_set,
     )
-    from morphoflow.segmentation.settings import SegmenterSettings
 
     try:
         table = read_points(points)
-        settings = SegmenterSettings.from_params(
-            {
-                "model": model,
-                "views": views,
-                "threshold": threshold,
-                "min_diameter": min_diameter,
-                "max_diameter": max_diameter,
-                "diameter": diameter,
-            },
-            defaults=CLI_DEFAULTS,
+        segment_image = _segmenter(
+            triton_url,
+            model=model,
+            views=views,
+            threshold=threshold,
+            min_diameter=min_diameter,
+            max_diameter=max_diameter,
+            diameter=diameter,
         )
-        segment_image = _segmenter(settings, triton_url)
         plane = load_channel(image, channel)
         labels = segment_image(plane).labels
         rows, polygons = suggest_outlines(labels, table)

@@ -41,36 +41,6 @@ class UNetModelDataset(AbstractDataset[NucleusUNet, NucleusUNet]):
         return {"filepath": str(self._filepath)}
 
 
-class PartitionStoreDataset(AbstractDataset[None, PartitionStore]):
-    """The folder of per-partition (per-plate) outputs, as a
-    :class:`~morphoflow.execution.store.PartitionStore` handle.
-
-    Loading returns the handle (nothing is read): the profiling pipeline's workers write
-    each plate's partition into it atomically, and later nodes read partitions lazily, one
-    plate at a time. The catalog owns the location (``path``); nothing saves through the
-    dataset itself.
-    """
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._path = PurePosixPath(path)
-        self.metadata = metadata
-
-    def _load(self) -> PartitionStore:
-        return PartitionStore(Path(self._path))
-
-    def _save(self, data: None) -> None:
-        raise DatasetError(
-            f"{self._path}: partitions are written by the workers (PartitionStore.write), "
-            "not saved through the catalog"
-        )
-
-    def _exists(self) -> bool:
-        return True
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
-
-
 class FolderDataset(AbstractDataset[None, Path]):
     """A folder owned by the catalog and given to nodes as its :class:`~pathlib.Path`.
 
@@ -98,6 +68,19 @@ class FolderDataset(AbstractDataset[None, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path}
+
+
+class PartitionStoreDataset(FolderDataset):
+    """The folder of per-partition (per-plate) outputs, as a
+    :class:`~morphoflow.execution.store.PartitionStore` handle.
+
+    Loading returns the handle (nothing is read): the profiling pipeline's workers write
+    each plate's partition into it atomically, and later nodes read partitions lazily, one
+    plate at a time. The catalog owns the location (``path``); nothing saves through it.
+    """
+
+    def _load(self) -> PartitionStore:  # type: ignore[override]
+        return PartitionStore(Path(self._path))
 
 
 class WSLModelDataset(AbstractDataset[tuple, tuple]):

@@ -24,6 +24,7 @@ __all__ = [
     "unknown_parameters",
 ]
 
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux ru_maxrss is in KiB)."""
     import resource
@@ -364,19 +365,11 @@ class KnownParametersHook:
                 f"unknown parameter(s) in --params: {'; '.join(problems)}. Parameters are "
                 "defined in conf/base/parameters*.yml"
             )
-        if any(str(key).split(".")[0] == "execution" for key in _flat_keys(runtime)):
+        if any(str(key).split(".")[0] == "execution" for key in runtime):  # nested or dotted
             # checked now, not after data validation has read every image of the screen
             from morphoflow.execution.settings import ExecutionSettings
 
             ExecutionSettings.from_params(context.params.get("execution"))
-
-
-def _flat_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        keys.extend(_flat_keys(value, f"{name}.") if isinstance(value, dict) else [name])
-    return keys
 
 
 def _insert(tree: dict[str, Any], path: str, value: Any = None) -> None:

@@ -126,13 +126,22 @@ def image_files_digest(rows: pd.DataFrame, root: str | Path) -> str:
     return digest.hexdigest()
 
 
+def complete_fingerprint(inputs: str, rows: pd.DataFrame, root: str | Path) -> str:
+    """The fingerprint from the driver's :func:`inputs_digest` and the rows' image files
+    (:func:`image_files_digest`, computed here: the worker's part).
+
+    Returns:
+        64 hex digits of a SHA-256.
+    """
+    combined = f"{inputs}:{image_files_digest(rows, root)}"
+    return hashlib.sha256(combined.encode()).hexdigest()
+
+
 def partition_fingerprint(
     rows: pd.DataFrame,
     root: str | Path,
     settings: Mapping[str, Any],
     files: Mapping[str, str | Path | None] | None = None,
-    *,
-    inputs: str | None = None,
 ) -> str:
     """Fingerprint of one partition's inputs: what a stored result must match to be reused.
 
@@ -141,16 +150,12 @@ def partition_fingerprint(
         root: Screen folder the ``Path_*`` columns are relative to.
         settings: Every setting that changes the result (JSON-serialisable; others by str).
         files: Named extra input files (model weights): their path, size and mtime count.
-        inputs: :func:`inputs_digest` of (rows, settings, files) when already computed (the
-            driver computes it; the worker adds the image files' digest).
 
     Returns:
-        64 hex digits of a SHA-256 over :func:`inputs_digest` and
-        :func:`image_files_digest`.
+        :func:`complete_fingerprint` of :func:`inputs_digest` (rows, settings, files) and
+        the image files of the rows.
     """
-    inputs = inputs if inputs is not None else inputs_digest(rows, settings, files)
-    combined = f"{inputs}:{image_files_digest(rows, root)}"
-    return hashlib.sha256(combined.encode()).hexdigest()
+    return complete_fingerprint(inputs_digest(rows, settings, files), rows, root)
 
 
 _UNSAFE = set('/\\:*?"<>|\0')
@@ -201,10 +206,15 @@ class PartitionStore:
             return None
         return json.loads(path.read_text())
 
+    def current_record(self, key: str, name: str, fingerprint: str) -> dict[str, Any] | None:
+        """The stored record when the partition exists and was computed from the same
+        inputs (its fingerprint matches), else None."""
+        record = self.record(key, name)
+        return record if record is not None and record.get("fingerprint") == fingerprint else None
+
     def is_current(self, key: str, name: str, fingerprint: str) -> bool:
         """Whether the stored partition exists and was computed from the same inputs."""
-        record = self.record(key, name)
-        return record is not None and record.get("fingerprint") == fingerprint
+        return self.current_record(key, name, fingerprint) is not None
 
     def remove_stale_staging(self, key: str) -> list[Path]:
         """Remove staging folders left by killed writers of screen ``key``; returns them.

@@ -199,8 +199,8 @@ def _partitions(manifest: pd.DataFrame, store: PartitionStore) -> list[tuple[str
     found = []
     for row in manifest.to_dict("records"):
         folder = store.root / str(row["partition"])
-        record = store.record(str(row["screen_key"]), str(row["Metadata_Plate"]))
-        if record is None or record.get("fingerprint") != row["fingerprint"]:
+        key, plate = str(row["screen_key"]), str(row["Metadata_Plate"])
+        if store.current_record(key, plate, str(row["fingerprint"])) is None:
             raise FileNotFoundError(
                 f"plate {row['Metadata_Plate']}: partition {folder} is missing or was replaced "
                 "since the manifest was written; re-run the profiling pipeline"

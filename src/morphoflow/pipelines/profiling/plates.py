@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from morphoflow.execution.runner import worker_identity
-from morphoflow.execution.store import PartitionStore, partition_fingerprint
+from morphoflow.execution.store import PartitionStore, complete_fingerprint
 from morphoflow.profiling.aggregate import well_profiles
 from morphoflow.profiling.extract import CropSettings, profile_sites
 from morphoflow.profiling.illumination import plate_illumination, plate_percentiles
@@ -199,10 +199,10 @@ def profile_plate(task: PlateTask) -> dict[str, Any]:
     start = time.perf_counter()
     root = Path(task.root)
     rows = task.rows.reset_index(drop=True)
-    fingerprint = partition_fingerprint(rows, root, {}, inputs=task.inputs_digest)
+    fingerprint = complete_fingerprint(task.inputs_digest, rows, root)
     if task.resume:
-        stored = task.store.record(task.screen_key, task.plate)
-        if stored is not None and stored.get("fingerprint") == fingerprint:
+        stored = task.store.current_record(task.screen_key, task.plate, fingerprint)
+        if stored is not None:
             return {**stored, "status": "reused"}
     record: dict[str, Any] = {
         "plate": task.plate,
