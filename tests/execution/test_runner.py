@@ -51,6 +51,8 @@ def test_settings_from_params_refuse_typos_and_bad_values() -> None:
     settings = ExecutionSettings.from_params({"backend": "dask", "workers": "3", "resume": "no"})
     assert (settings.backend, settings.workers, settings.resume) == ("dask", 3, False)
     assert ExecutionSettings.from_params({"address": None}).address is None
+    # `--params execution.dashboard_address=` (null) turns the dashboard off; not host "None"
+    assert ExecutionSettings.from_params({"dashboard_address": None}).dashboard_address == ""
     with pytest.raises(ValueError, match=r"unknown keys \['worker'\]"):
         ExecutionSettings.from_params({"worker": 2})
     with pytest.raises(ValueError, match="execution.backend"):

@@ -75,7 +75,7 @@ def run_dask(
             "Dask %s with %d workers; dashboard: %s",
             f"scheduler {settings.address}" if settings.address else "LocalCluster",
             len(client.scheduler_info().get("workers", {})),
-            client.dashboard_link if settings.address or settings.dashboard_address else "off",
+            client.dashboard_link or "off",
         )
         run_id = f"{time.time_ns():x}"
         futures = {

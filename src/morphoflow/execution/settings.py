@@ -32,7 +32,7 @@ class ExecutionSettings:
         retries: Extra attempts of a failing partition (Dask retries it on any worker; the
             sequential backend retries it in place).
         dashboard_address: Where the ``LocalCluster`` serves its dashboard (``":8787"``; ``""``
-            for none). The dashboard link is logged.
+            or null leaves it to Dask's default). The dashboard link is logged.
         resume: Reuse a stored partition whose fingerprint matches (True), or recompute
             every partition (False; e.g. after the model behind a Triton URL changed, which
             the fingerprint cannot see).
@@ -104,6 +104,8 @@ class ExecutionSettings:
                 value = int(value)
             elif key == "resume":
                 value = _boolean(key, value)
+            elif key == "dashboard_address":
+                value = "" if value in (None, "", "null", "none", "''") else str(value)
             elif key == "address":
                 value = None if value in (None, "", "null", "none") else str(value)
             else:
