@@ -11,6 +11,14 @@ Loop: :func:`morphoflow.segmentation.training.train_unet` (AdamW, cosine decay, 
 3-class target, random 128 px crops, dihedral + intensity augmentation), starting from the
 shipped weights. Seeded end to end; on CPU it is deterministic for a given thread count.
 
+``--distill-weight W`` (> 0) makes every synthetic crop an *anchor*: besides its ground truth
+it is pulled towards the starting model's own outputs on that crop (learning without
+forgetting, Li & Hoiem 2016), so that adapting to the real frames does not move what the model
+does on synthetic images. ``--monitor`` scores, after every epoch, one view on a synthetic
+*selection* set (seed 20000, other draws than the seed-10000 validation set the benchmark
+reports) and on real frame t11 (a training frame: a trend, not a validation score), and keeps
+each epoch's weights as ``<out stem>_epochN.pt``.
+
 Reproduce (CPU, one thread; the run shipped is in the model's metadata ``command``)::
 
     nice -n 10 .venv/bin/python benchmarks/segmentation_real_finetune.py \
@@ -38,14 +46,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from segmentation_real_data import DATASET, PROVENANCE, TRAIN_FRAMES, load_frames  # noqa: E402
 
-from morphoflow.segmentation.train_default import sample_stream  # noqa: E402
+from morphoflow.segmentation.train_default import (  # noqa: E402
+    evaluate,
+    sample_stream,
+    validation_set,
+)
 from morphoflow.segmentation.training import (  # noqa: E402
     TrainConfig,
     cycle_samples,
     mix_streams,
     train_unet,
 )
-from morphoflow.segmentation.unet import DEFAULT_MODEL_PATH, load_unet, save_unet  # noqa: E402
+from morphoflow.segmentation.unet import (  # noqa: E402
+    DEFAULT_MODEL_PATH,
+    NucleusUNet,
+    load_unet,
+    save_unet,
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup-steps", type=int, default=0)
     parser.add_argument("--real-fraction", type=float, default=0.5)
     parser.add_argument("--screen-fraction", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
@@ -69,13 +87,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--time-limit", type=float, default=None, help="seconds; no epoch starts after it"
     )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="weight of the distillation of synthetic crops towards the starting model (0 = off)",
+    )
+    parser.add_argument(
+        "--monitor",
+        action="store_true",
+        help="score each epoch on a synthetic selection set and frame t11; keep each epoch",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     model, init_meta = load_unet(args.init)
+    teacher = load_unet(args.init)[0] if args.distill_weight > 0 else None
     real = load_frames(TRAIN_FRAMES)
+    synthetic = sample_stream(args.seed + 1, args.screen_fraction)
+    if args.distill_weight > 0:
+        synthetic = ((image, labels, True) for image, labels in synthetic)
     stream = mix_streams(
-        [cycle_samples(real, seed=args.seed), sample_stream(args.seed + 1, args.screen_fraction)],
+        [cycle_samples(real, seed=args.seed), synthetic],
         [args.real_fraction, 1.0 - args.real_fraction],
         seed=args.seed + 2,
     )
@@ -85,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
+        warmup_steps=args.warmup_steps,
         seed=args.seed,
         device="cpu",
         freeze_batchnorm=args.freeze_batchnorm,
@@ -95,11 +129,38 @@ def main(argv: list[str] | None = None) -> dict:
         sys.argv[1:] if argv is None else argv
     )
 
+    validate = None
+    if args.monitor:
+        selection = validation_set(20000, 12, 6)
+        monitor_frame = load_frames(TRAIN_FRAMES[-1:])
+        epochs_seen = [0]
+
+        def validate(current: NucleusUNet) -> dict[str, float]:
+            epochs_seen[0] += 1
+            save_unet(current, args.out.with_name(f"{args.out.stem}_epoch{epochs_seen[0]}.pt"), {})
+            synthetic_score = evaluate(current, selection, 1, torch.device("cpu"))
+            real_score = evaluate(current, monitor_frame, 1, torch.device("cpu"))
+            return {
+                "selection_synthetic_dsb": synthetic_score["dsb_map"],
+                f"monitor_{TRAIN_FRAMES[-1]}_dsb": real_score["dsb_map"],
+            }
+
+        base_scores = validate(model.eval())
+        epochs_seen[0] = 0
+        print(json.dumps({"epoch": 0, **base_scores}), flush=True)
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         print(json.dumps({"epoch": epoch, **metrics}), flush=True)
 
     model, history = train_unet(
-        stream, config, model=model, on_epoch=on_epoch, time_limit_s=args.time_limit
+        stream,
+        config,
+        model=model,
+        on_epoch=on_epoch,
+        validate=validate,
+        time_limit_s=args.time_limit,
+        teacher=teacher,
+        distill_weight=args.distill_weight,
     )
     metadata = {
         "command": command,
@@ -120,7 +181,15 @@ def main(argv: list[str] | None = None) -> dict:
             f"fine-tuned: {args.real_fraction:.0%} of crops from real frames "
             f"{TRAIN_FRAMES[0]}-{TRAIN_FRAMES[-1]} of {DATASET}, the rest wide-domain "
             "synthetic nuclei + simulated Cell Painting DNA sites (as the base model)"
+            + (
+                f"; synthetic crops distilled towards the base model (weight "
+                f"{args.distill_weight:g})"
+                if args.distill_weight > 0
+                else ""
+            )
         ),
+        "distill_weight": args.distill_weight,
+        "history": history,
         "real_training_frames": list(TRAIN_FRAMES),
         "real_data": PROVENANCE,
     }

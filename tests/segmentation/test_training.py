@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from morphoflow.segmentation.postprocess import normalize_image
 from morphoflow.segmentation.training import (
     TrainConfig,
     cycle_samples,
@@ -159,6 +160,92 @@ def test_fine_tuning_starts_from_the_given_model(sample: tuple[np.ndarray, np.nd
     )
     assert tuned is start
     assert not all(torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+
+
+def test_warmup_rises_linearly_then_decays(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    lrs: list[float] = []
+    config = _tiny_config(epochs=6, steps_per_epoch=1, lr=1e-3, warmup_steps=3)
+    _, history = train_unet(itertools.repeat(sample), config)
+    lrs = [h["lr"] for h in history]  # the lr after each step
+    assert lrs[:3] == pytest.approx([2e-3 / 4, 3e-3 / 4, 1e-3])  # (step + 1) / (warmup + 1)
+    assert lrs[3] < lrs[2] and lrs[4] < lrs[3]  # cosine decay after the warm-up
+    assert lrs[5] == pytest.approx(0.05e-3)  # decayed to 5 % at the planned end
+
+
+def test_config_rejects_negative_warmup() -> None:
+    with pytest.raises(ValueError, match="warmup_steps"):
+        _tiny_config(warmup_steps=-1)
+
+
+def _distance(a: NucleusUNet, b: NucleusUNet) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sum(float((sa[k].float() - sb[k].float()).pow(2).sum()) for k in sa) ** 0.5
+
+
+def _output_kl(model: NucleusUNet, teacher: NucleusUNet, image: np.ndarray) -> float:
+    """Mean per-pixel KL(teacher || model) of the class probabilities on one image."""
+    x = torch.from_numpy(normalize_image(image)[None, None, :96, :96].astype(np.float32))
+    with torch.no_grad():
+        p = torch.log_softmax(teacher.eval()(x), dim=1)
+        q = torch.log_softmax(model.eval()(x), dim=1)
+    return float((p.exp() * (p - q)).sum(dim=1).mean())
+
+
+def test_distillation_keeps_anchor_outputs_near_the_teacher(
+    sample: tuple[np.ndarray, np.ndarray],
+) -> None:
+    # Anchors are the same image with inverted labels: cross-entropy alone pulls the model
+    # away from the teacher, the distillation term pulls it back.
+    image, labels = sample
+    flipped = (image, np.where(labels > 0, 0, 1).astype(np.uint32), True)
+    torch.manual_seed(0)
+    base = NucleusUNet(TINY).eval()
+    config = _tiny_config(epochs=1, steps_per_epoch=20, lr=1e-2, freeze_batchnorm=True)
+
+    def tuned(weight: float) -> tuple[NucleusUNet, list[dict[str, float]]]:
+        start = NucleusUNet(TINY)
+        start.load_state_dict(base.state_dict())
+        teacher = NucleusUNet(TINY)
+        teacher.load_state_dict(base.state_dict())
+        return train_unet(
+            itertools.repeat(flipped), config, model=start, teacher=teacher, distill_weight=weight
+        )
+
+    free, free_history = tuned(0.0)
+    held, held_history = tuned(50.0)
+    assert "distill_loss" not in free_history[0]
+    assert held_history[0]["distill_loss"] > 0
+    # measured: mean KL 0.00012 with distillation against 0.42 without
+    assert _output_kl(held, base, image) < 0.05 * _output_kl(free, base, image)
+
+
+def test_distillation_ignores_samples_without_the_anchor_flag(
+    sample: tuple[np.ndarray, np.ndarray],
+) -> None:
+    config = _tiny_config(epochs=1, steps_per_epoch=2, freeze_batchnorm=True)
+    torch.manual_seed(0)
+    a, b = NucleusUNet(TINY), NucleusUNet(TINY)
+    b.load_state_dict(a.state_dict())
+    teacher = NucleusUNet(TINY)
+    plain, _ = train_unet(itertools.repeat(sample), config, model=a)
+    unflagged, history = train_unet(
+        itertools.repeat((*sample, False)), config, model=b, teacher=teacher, distill_weight=1.0
+    )
+    assert "distill_loss" not in history[0]
+    assert _distance(plain, unflagged) == 0.0
+
+
+@pytest.mark.parametrize("weight, teacher", [(-1.0, True), (1.0, False)])
+def test_distillation_needs_a_teacher_and_a_non_negative_weight(
+    sample: tuple[np.ndarray, np.ndarray], weight: float, teacher: bool
+) -> None:
+    with pytest.raises(ValueError, match="distill_weight"):
+        train_unet(
+            itertools.repeat(sample),
+            _tiny_config(),
+            teacher=NucleusUNet(TINY) if teacher else None,
+            distill_weight=weight,
+        )
 
 
 # ----------------------------------------------------------------------------- streams

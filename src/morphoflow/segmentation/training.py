@@ -5,6 +5,11 @@ Samples are (image, labels) pairs of any bit depth; each is normalised exactly a
 a random dihedral view and an intensity jitter, and turned into the 3-class target
 (:func:`~morphoflow.segmentation.postprocess.labels_to_classes`). The loss is class-weighted
 cross-entropy (the boundary class weighs more: it is rare and it is what splits touching nuclei).
+
+Fine-tuning can keep what the model already does well on some data ("learning without
+forgetting", Li & Hoiem, ECCV 2016): samples flagged as *anchors* (a third, true element of the
+sample tuple) add a distillation term, the per-pixel KL divergence from the frozen starting
+model's class probabilities on the same augmented crop to the trained model's.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from morphoflow.segmentation.unet import NucleusUNet, UNetConfig
 from morphoflow.torch_files import resolve_device
 
 Sample = tuple[np.ndarray, np.ndarray]
+"""(image, labels), optionally followed by an ``anchor`` flag (bool) for distillation."""
 
 
 @dataclass
@@ -37,6 +43,10 @@ class TrainConfig:
         batch_size: Crops per step.
         crop: Side of the square training crops (multiple of 16).
         lr: Adam learning rate (cosine-decayed to 5 % over training).
+        warmup_steps: Steps of linear learning-rate warm-up from 0 before the cosine decay.
+            Fine-tuning needs it: AdamW's first steps move every weight by about ``lr``
+            whatever its gradient (its moment estimates start empty), which undoes a trained
+            model (measured: 2 steps at 3e-4 cost 0.06 synthetic DSB).
         weight_decay: Adam weight decay.
         class_weights: Cross-entropy weights of background, interior, boundary.
         boundary_width: Boundary band of the 3-class target, in pixels.
@@ -52,6 +62,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     lr: float = 2e-3
+    warmup_steps: int = 0
     weight_decay: float = 1e-5
     class_weights: tuple[float, float, float] = (1.0, 1.0, 3.0)
     boundary_width: int = 2
@@ -67,6 +78,8 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "crop"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if int(self.warmup_steps) < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps!r}")
         if self.crop % 2**self.unet.depth:
             raise ValueError(f"TrainConfig.crop must be a multiple of {2**self.unet.depth}")
         if len(self.class_weights) != self.unet.n_classes:
@@ -96,7 +109,7 @@ def make_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise, crop, augment and build targets for one batch of samples."""
     images, targets = [], []
-    for image, labels in samples:
+    for image, labels, *_ in samples:
         normalised = normalize_image(np.asarray(image))
         crop, crop_labels = _random_crop(normalised, np.asarray(labels), config.crop, rng)
         view = DIHEDRAL_VIEWS[int(rng.integers(0, len(DIHEDRAL_VIEWS)))]
@@ -117,6 +130,8 @@ def train_unet(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     validate: Callable[[NucleusUNet], dict[str, float]] | None = None,
     time_limit_s: float | None = None,
+    teacher: NucleusUNet | None = None,
+    distill_weight: float = 0.0,
 ) -> tuple[NucleusUNet, list[dict[str, float]]]:
     """Train (or fine-tune) the nucleus U-Net.
 
@@ -129,11 +144,24 @@ def train_unet(
         time_limit_s: Wall-clock seconds of training after which no further epoch starts
             (checked after each epoch; the learning-rate schedule keeps its planned length);
             None = no limit.
+        teacher: Frozen model whose outputs anchor samples are distilled towards (usually a
+            copy of ``model`` before fine-tuning); required when ``distill_weight > 0``.
+        distill_weight: Weight of the distillation term: the mean over anchor samples' pixels
+            of KL(teacher softmax || model softmax), added to the cross-entropy of the whole
+            batch (Li & Hoiem 2016, "Learning without forgetting", temperature 1).
 
     Returns:
         The trained model (eval mode, on CPU) and the per-epoch history (shorter than
-        ``config.epochs`` when the time limit stopped training).
+        ``config.epochs`` when the time limit stopped training). With distillation the history
+        also has ``distill_loss`` (mean over the steps that had anchor samples).
+
+    Raises:
+        ValueError: ``distill_weight`` negative, or positive without a ``teacher``.
     """
+    if distill_weight < 0 or (distill_weight > 0 and teacher is None):
+        raise ValueError(
+            f"distill_weight={distill_weight!r} needs to be >= 0, and > 0 only with a teacher"
+        )
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
@@ -148,12 +176,22 @@ def train_unet(
         weight_decay=config.weight_decay,
     )
     total = config.epochs * config.steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser,
-        lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
-    )
+    warmup = min(int(config.warmup_steps), total - 1)
+    decay = total - warmup
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        done = min(step - warmup, decay) / decay
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
     use_amp = device.type == "cuda"
+    if teacher is not None and distill_weight > 0:
+        teacher = teacher.to(device).eval().requires_grad_(False)
+    else:
+        teacher = None
     history: list[dict[str, float]] = []
     training_started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -163,7 +201,7 @@ def train_unet(
                 if isinstance(module, torch.nn.BatchNorm2d):
                     module.eval()
         started = time.perf_counter()
-        losses = []
+        losses, distill_losses = [], []
         for _ in range(config.steps_per_epoch):
             samples = [next(sample_stream) for _ in range(config.batch_size)]
             x, y = make_batch(samples, config, rng)
@@ -171,6 +209,19 @@ def train_unet(
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, weight=weights)
+            anchors = [i for i, sample in enumerate(samples) if len(sample) > 2 and sample[2]]
+            if teacher is not None and anchors:
+                index = torch.tensor(anchors, device=device)
+                with (
+                    torch.no_grad(),
+                    torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp),
+                ):
+                    target = F.log_softmax(teacher(x[index]).float(), dim=1)
+                student = F.log_softmax(logits.float()[index], dim=1)
+                distill = F.kl_div(student, target, log_target=True, reduction="none")
+                distill = distill.sum(dim=1).mean()
+                loss = loss + distill_weight * distill
+                distill_losses.append(float(distill.detach()))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -181,6 +232,8 @@ def train_unet(
             "epoch_seconds": time.perf_counter() - started,
             "lr": float(schedule.get_last_lr()[0]),
         }
+        if distill_losses:
+            metrics["distill_loss"] = float(np.mean(distill_losses))
         if validate is not None:
             model.eval()
             metrics.update(validate(model))
