@@ -8,7 +8,10 @@ Data:
   700 x 1100 frames;
 - synthetic: the validation set the shipped model's metadata reports
   (:func:`morphoflow.segmentation.train_default.validation_set`, seed 10000: 32 wide-domain
-  256 x 256 images + 16 simulated Cell Painting DNA sites, 192 x 192).
+  256 x 256 images + 16 simulated Cell Painting DNA sites, 192 x 192);
+- independent real (``real_independent``, only when ``prepare_dsb2018_image.py`` has been run):
+  one manually annotated DSB 2018 fluorescence image (512 x 512, 125 nuclei), another lab and
+  microscope than the HeLa frames, never trained on.
 
 Every image goes through :func:`morphoflow.segmentation.segmenter.segment_nuclei` (the code of
 ``morphoflow segment``) with its default filters; the U-Net runs once per image and number of
@@ -45,6 +48,7 @@ from segmentation_real_data import (  # noqa: E402
     TRAIN_FRAMES,
     VAL_FRAMES,
     load_frames,
+    load_independent,
 )
 
 from morphoflow.segmentation.metrics import dsb_image_score  # noqa: E402
@@ -182,10 +186,16 @@ def main(argv: list[str] | None = None) -> dict:
             for i, (im, m) in enumerate(validation_set(10_000, 32, 16))
         ]
 
+    independent = load_independent()
+    if independent is not None:
+        real.append(("dsb2018_stardist", independent[0], independent[1]))
+        subsets["real_independent"] = ("dsb2018_stardist",)
+
     report: dict = {
         "benchmark": "segmentation_real",
         "real_data": f"{DATASET} frames {frames[0]}-{frames[-1]} (700 x 1100, silver masks)",
         "synthetic_data": "train_default.validation_set(10000, 32 wide, 16 screen)",
+        "independent_data": independent[2] if independent is not None else None,
         "segment_nuclei_defaults": "threshold 0.5, min_diameter 4.5 px, border objects kept",
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),

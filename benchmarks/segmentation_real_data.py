@@ -51,3 +51,25 @@ def load_frames(frames: tuple[str, ...] | list[str]) -> list[tuple[np.ndarray, n
         mask = tifffile.imread(folder / f"{frame}_mask.tif").astype(np.int64)
         out.append((image, mask))
     return out
+
+
+INDEPENDENT_DIR = (
+    Path(__file__).resolve().parents[1]
+    / "data"
+    / "01_raw"
+    / "real_nuclei_extra"
+    / "dsb2018_stardist"
+)
+"""Where ``prepare_dsb2018_image.py`` puts the independent DSB 2018 test image (optional)."""
+
+
+def load_independent() -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(image uint16 (512, 512), labels int64, provenance) of the independent DSB 2018 image,
+    or None when ``prepare_dsb2018_image.py`` has not been run."""
+    if not (INDEPENDENT_DIR / "PROVENANCE.json").is_file():
+        return None
+    import json
+
+    image = tifffile.imread(INDEPENDENT_DIR / "image.tif")
+    mask = tifffile.imread(INDEPENDENT_DIR / "mask.tif").astype(np.int64)
+    return image, mask, json.loads((INDEPENDENT_DIR / "PROVENANCE.json").read_text())

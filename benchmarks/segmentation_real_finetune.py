@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         monitor_frame = load_frames(TRAIN_FRAMES[-1:])
         epochs_seen = [0]
 
-        def validate(current: NucleusUNet) -> dict[str, float]:
-            epochs_seen[0] += 1
-            save_unet(current, args.out.with_name(f"{args.out.stem}_epoch{epochs_seen[0]}.pt"), {})
+        def score(current: NucleusUNet) -> dict[str, float]:
             synthetic_score = evaluate(current, selection, 1, torch.device("cpu"))
             real_score = evaluate(current, monitor_frame, 1, torch.device("cpu"))
             return {
@@ -145,9 +143,12 @@ def main(argv: list[str] | None = None) -> dict:
                 f"monitor_{TRAIN_FRAMES[-1]}_dsb": real_score["dsb_map"],
             }
 
-        base_scores = validate(model.eval())
-        epochs_seen[0] = 0
-        print(json.dumps({"epoch": 0, **base_scores}), flush=True)
+        def validate(current: NucleusUNet) -> dict[str, float]:
+            epochs_seen[0] += 1
+            save_unet(current, args.out.with_name(f"{args.out.stem}_epoch{epochs_seen[0]}.pt"), {})
+            return score(current)
+
+        print(json.dumps({"epoch": 0, **score(model.eval())}), flush=True)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         print(json.dumps({"epoch": epoch, **metrics}), flush=True)
