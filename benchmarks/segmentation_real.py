@@ -137,7 +137,13 @@ def write_model(path: Path, out: Path, result: dict) -> None:
         "data": "train_default.validation_set(10000, 32 wide, 16 screen)",
     }
     meta["validation_real"] = {
-        "data": f"{DATASET} (silver-standard masks); real_val = {', '.join(VAL_FRAMES)}",
+        "data": f"{DATASET} (silver-standard masks); real_val = {', '.join(VAL_FRAMES)}"
+        + (
+            "; real_independent = one manually annotated DSB 2018 image (BBBC038v1, from the "
+            "stardist 0.9.2 wheel), never trained on"
+            if "real_independent" in result
+            else ""
+        ),
         **{k: v for k, v in result.items() if k.startswith("real_")},
     }
     save_unet(model, out, meta)
