@@ -35,6 +35,7 @@ prints one JSON line per epoch.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": command,
         "fine_tuned_from": {
             "file": str(args.init.name),
+            "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest(),
             "command": init_meta.get("command"),
             "validation": init_meta.get("validation"),
         },
