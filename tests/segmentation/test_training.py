@@ -235,6 +235,14 @@ def test_distillation_ignores_samples_without_the_anchor_flag(
     assert _distance(plain, unflagged) == 0.0
 
 
+def test_the_teacher_cannot_be_the_model_itself(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    model = NucleusUNet(TINY)
+    with pytest.raises(ValueError, match="separate copy"):
+        train_unet(
+            itertools.repeat(sample), _tiny_config(), model=model, teacher=model, distill_weight=1
+        )
+
+
 @pytest.mark.parametrize("weight, teacher", [(-1.0, True), (1.0, False)])
 def test_distillation_needs_a_teacher_and_a_non_negative_weight(
     sample: tuple[np.ndarray, np.ndarray], weight: float, teacher: bool

@@ -145,7 +145,9 @@ def train_unet(
             (checked after each epoch; the learning-rate schedule keeps its planned length);
             None = no limit.
         teacher: Frozen model whose outputs anchor samples are distilled towards (usually a
-            copy of ``model`` before fine-tuning); required when ``distill_weight > 0``.
+            copy of ``model`` before fine-tuning, run in eval mode); required when
+            ``distill_weight > 0``. Use it with ``config.freeze_batchnorm`` so that the model
+            starts out equal to the teacher (train-mode BatchNorm would not).
         distill_weight: Weight of the distillation term: the mean over anchor samples' pixels
             of KL(teacher softmax || model softmax), added to the cross-entropy of the whole
             batch (Li & Hoiem 2016, "Learning without forgetting", temperature 1).
@@ -156,12 +158,15 @@ def train_unet(
         also has ``distill_loss`` (mean over the steps that had anchor samples).
 
     Raises:
-        ValueError: ``distill_weight`` negative, or positive without a ``teacher``.
+        ValueError: ``distill_weight`` negative, or positive without a ``teacher``; the
+            teacher is ``model`` itself (it is frozen: pass a copy).
     """
     if distill_weight < 0 or (distill_weight > 0 and teacher is None):
         raise ValueError(
             f"distill_weight={distill_weight!r} needs to be >= 0, and > 0 only with a teacher"
         )
+    if teacher is not None and teacher is model:
+        raise ValueError("teacher must be a separate copy of the model, not the model itself")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
