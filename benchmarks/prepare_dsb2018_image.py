@@ -16,9 +16,10 @@ ships the image. Get the wheel from the package registry and extract::
     pip download stardist==0.9.2 --no-deps -d /tmp/wheels
     .venv/bin/python benchmarks/prepare_dsb2018_image.py /tmp/wheels/stardist-0.9.2-*.whl
 
-It writes ``data/01_raw/real_nuclei_extra/dsb2018_stardist/{image.tif,mask.tif,PROVENANCE.json}``
+It writes ``data/01_raw/real_nuclei_extra/dsb2018_stardist/{image.tif,image_mask.tif,PROVENANCE.json}``
 (ignored by git), which ``benchmarks/segmentation_real.py`` scores as ``real_independent`` when
-present.
+present; the names pair for ``morphoflow score-segmentation`` (``image_labels.tif`` of a
+``morphoflow segment`` run against ``image_mask.tif``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from morphoflow.atomic import atomic_dir  # noqa: E402
 OUT = REPO_ROOT / "data" / "01_raw" / "real_nuclei_extra" / "dsb2018_stardist"
 MEMBERS = {
     "image.tif": "stardist/data/images/img2d.tif",
-    "mask.tif": "stardist/data/images/mask2d.tif",
+    "image_mask.tif": "stardist/data/images/mask2d.tif",
 }
 PROVENANCE = {
     "dataset": "2018 Data Science Bowl (BBBC038v1) fluorescence nuclei, one 512 x 512 image with "
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> Path:
                 raise SystemExit(f"{args.wheel}: {member} has shape {array.shape}, not 512 x 512")
             (staging / name).write_bytes(data)
             digests[name] = hashlib.sha256(data).hexdigest()
-        n_nuclei = len(np.unique(tifffile.imread(staging / "mask.tif"))) - 1
+        n_nuclei = len(np.unique(tifffile.imread(staging / "image_mask.tif"))) - 1
         provenance = {
             **PROVENANCE,
             "wheel": args.wheel.name,

@@ -71,5 +71,5 @@ def load_independent() -> tuple[np.ndarray, np.ndarray, dict] | None:
     import json
 
     image = tifffile.imread(INDEPENDENT_DIR / "image.tif")
-    mask = tifffile.imread(INDEPENDENT_DIR / "mask.tif").astype(np.int64)
+    mask = tifffile.imread(INDEPENDENT_DIR / "image_mask.tif").astype(np.int64)
     return image, mask, json.loads((INDEPENDENT_DIR / "PROVENANCE.json").read_text())

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -68,38 +69,75 @@ from morphoflow.segmentation.unet import (  # noqa: E402
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--init", type=Path, default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--steps-per-epoch", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--real-fraction", type=float, default=0.5)
-    parser.add_argument("--screen-fraction", type=float, default=0.25)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True, help="the fine-tuned model file (.pt)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=DEFAULT_MODEL_PATH,
+        help="model to start from; default: the shipped model, which is itself already "
+        "fine-tuned (its stage-1 synthetic-only model: README, model card)",
+    )
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of --steps-per-epoch steps")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="crops per step")
+    parser.add_argument("--crop", type=int, default=128, help="crop side, px (multiple of 16)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=0, help="steps of linear learning-rate warm-up"
+    )
+    parser.add_argument(
+        "--real-fraction",
+        type=float,
+        default=0.5,
+        help="share of crops from the real frames, in [0, 1]; the rest synthetic",
+    )
+    parser.add_argument(
+        "--screen-fraction",
+        type=float,
+        default=0.25,
+        help="share of simulated screen sites among the synthetic crops, in [0, 1]",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and augmentation")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
         "--freeze-batchnorm",
         action="store_true",
         help="keep the base model's BatchNorm statistics and affine weights",
     )
     parser.add_argument(
-        "--time-limit", type=float, default=None, help="seconds; no epoch starts after it"
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds (> 0); no epoch starts after it (the first always runs)",
     )
     parser.add_argument(
         "--distill-weight",
         type=float,
         default=0.0,
-        help="weight of the distillation of synthetic crops towards the starting model (0 = off)",
+        help="weight (>= 0) of the distillation of synthetic crops towards the --init model "
+        "(0 = off; use with --freeze-batchnorm)",
     )
     parser.add_argument(
         "--monitor",
         action="store_true",
-        help="score each epoch on a synthetic selection set and frame t11; keep each epoch",
+        help="score each epoch on a synthetic selection set and frame t11, and keep each "
+        "epoch's weights as <out stem>_epochN.pt beside --out",
     )
     args = parser.parse_args(argv)
+    for name in ("real_fraction", "screen_fraction"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not (math.isfinite(args.distill_weight) and args.distill_weight >= 0):
+        parser.error(f"--distill-weight must be a finite number >= 0, got {args.distill_weight}")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        parser.error(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if not args.init.is_file():
+        parser.error(f"--init: model file not found: {args.init}")
     torch.set_num_threads(args.threads)
 
     model, init_meta = load_unet(args.init)
@@ -126,9 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
         unet=model.config,
     )
     started = time.perf_counter()
-    command = "python benchmarks/segmentation_real_finetune.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    given = list(sys.argv[1:] if argv is None else argv)
+    if not any(arg == "--init" or arg.startswith("--init=") for arg in given):
+        given = ["--init", str(args.init)] + given  # the default init changes when a model ships
+    command = "python benchmarks/segmentation_real_finetune.py " + " ".join(given)
 
     validate = None
     if args.monitor:
@@ -171,6 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
             "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest(),
             "command": init_meta.get("command"),
             "validation": init_meta.get("validation"),
+            "validation_real": init_meta.get("validation_real"),
+            "training_data": init_meta.get("training_data"),
+            "fine_tuned_from": init_meta.get("fine_tuned_from"),
         },
         "steps": len(history) * args.steps_per_epoch,
         "planned_steps": args.epochs * args.steps_per_epoch,
@@ -192,6 +234,14 @@ def main(argv: list[str] | None = None) -> dict:
             )
         ),
         "distill_weight": args.distill_weight,
+        "method": "AdamW, linear warm-up then cosine decay to 5 %, class-weighted cross-entropy "
+        "on the 3-class target"
+        + (
+            "; synthetic crops also distilled towards the --init model (per-pixel KL of the "
+            "class probabilities; learning without forgetting, Li & Hoiem 2016)"
+            if args.distill_weight > 0
+            else ""
+        ),
         "history": history,
         "real_training_frames": list(TRAIN_FRAMES),
         "real_data": PROVENANCE,

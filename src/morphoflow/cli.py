@@ -158,6 +158,10 @@ def _segmenter(triton_url: str | None, **options: Any):
     return make_segmenter(settings, load_predictor(model_file, batch_size=settings.batch_size))
 
 
+_MERGE = typer.Option(
+    help="How the TTA views become instances: mean | logit | seeds | vote "
+    "(README: TTA merges on real nuclei)."
+)
 _MIN_DIAMETER = typer.Option(
     help="Smallest nucleus kept: equivalent diameter sqrt(4 area / pi), in pixels "
     "(CellProfiler IdentifyPrimaryObjects' typical diameter minimum)."
@@ -226,13 +230,7 @@ def segment(
     threshold: Annotated[
         float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
     ] = CLI_DEFAULTS.threshold,
-    merge: Annotated[
-        str,
-        typer.Option(
-            help="How the TTA views become instances: mean | logit | seeds | vote "
-            "(README: TTA merges on real nuclei)."
-        ),
-    ] = CLI_DEFAULTS.merge,
+    merge: Annotated[str, _MERGE] = CLI_DEFAULTS.merge,
 ) -> None:
     """Segment nuclei: writes instance labels (uint16/uint32, 0 = background) and a nuclei CSV.
 
@@ -317,6 +315,7 @@ def suggest_contours(
     threshold: Annotated[
         float, typer.Option(help="Probability threshold of the post-processing, in (0, 1).")
     ] = CLI_DEFAULTS.threshold,
+    merge: Annotated[str, _MERGE] = CLI_DEFAULTS.merge,
 ) -> None:
     """Suggest nucleus outlines at points, for annotation (AnnotatorJ-style contour assist).
 
@@ -345,6 +344,7 @@ def suggest_contours(
             min_diameter=min_diameter,
             max_diameter=max_diameter,
             diameter=diameter,
+            merge=merge,
         )
         plane = load_channel(image, channel)
         labels = segment_image(plane).labels

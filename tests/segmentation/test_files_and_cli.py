@@ -238,6 +238,8 @@ def test_pair_label_files_errors(tmp_path: Path) -> None:
         pair_label_files(pred, truth)
     with pytest.raises(FileNotFoundError, match="folder not found"):
         pair_label_files(tmp_path / "missing", truth)
+    with pytest.raises(FileNotFoundError, match="a_labels.tif is a file: --pred and --truth"):
+        pair_label_files(pred / "a_labels.tif", truth)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no label images"):
         pair_label_files(pred, tmp_path / "empty")

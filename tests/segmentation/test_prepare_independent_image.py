@@ -38,14 +38,17 @@ def test_extracts_image_mask_and_provenance(prepare, tmp_path: Path) -> None:
     mask[10:20, 10:20], mask[100:130, 40:60] = 1, 2
     wheel = _wheel(
         tmp_path / "stardist-0.9.2-x.whl",
-        {prepare.MEMBERS["image.tif"]: image, prepare.MEMBERS["mask.tif"]: mask},
+        {prepare.MEMBERS["image.tif"]: image, prepare.MEMBERS["image_mask.tif"]: mask},
     )
     out = prepare.main([str(wheel), "--out", str(tmp_path / "dsb")])
     assert np.array_equal(tifffile.imread(out / "image.tif"), image)
-    assert np.array_equal(tifffile.imread(out / "mask.tif"), mask)
+    assert np.array_equal(tifffile.imread(out / "image_mask.tif"), mask)
     provenance = json.loads((out / "PROVENANCE.json").read_text())
     assert provenance["n_nuclei"] == 2 and provenance["wheel"] == wheel.name
-    assert "CC0" in provenance["terms"] and set(provenance["sha256"]) == {"image.tif", "mask.tif"}
+    assert "CC0" in provenance["terms"] and set(provenance["sha256"]) == {
+        "image.tif",
+        "image_mask.tif",
+    }
 
 
 def test_a_wheel_without_the_images_names_the_member_and_writes_nothing(

@@ -222,6 +222,9 @@ def test_read_points_errors_name_the_file(tmp_path: Path) -> None:
         read_points(path)
     path.write_text("x,y\n1.5,2\n3,4\n")
     assert read_points(path)["id"].tolist() == ["1", "2"]
+    path.write_text("x,y\n")  # a header and no points
+    with pytest.raises(RoiFileError, match=r"pts.csv has no points"):
+        read_points(path)
 
 
 def test_suggest_outlines_on_a_label_image() -> None:
@@ -297,6 +300,14 @@ def test_suggest_contours_refuses_bad_points(tmp_path: Path, dna_and_labels) -> 
         "--out", tmp_path / "o",
     )  # fmt: skip
     assert result.exit_code == 2 and "p.csv must have columns x and y" in result.stderr
+    assert not (tmp_path / "o").exists()
+    # the TTA merge is an option as in `morphoflow segment`, checked by name
+    (tmp_path / "p.csv").write_text("x,y\n1,2\n")
+    result = _run(
+        "suggest-contours", tmp_path / "dna.tif", "--points", tmp_path / "p.csv",
+        "--out", tmp_path / "o", "--merge", "median",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "median" in result.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -117,6 +117,10 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
     """
 
     def index(folder: Path) -> dict[str, Path]:
+        if folder.is_file():
+            raise FileNotFoundError(
+                f"{folder} is a file: --pred and --truth take folders (images paired by name)"
+            )
         if not folder.is_dir():
             raise FileNotFoundError(f"folder not found: {folder}")
         files = {

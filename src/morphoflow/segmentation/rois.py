@@ -397,8 +397,9 @@ def read_points(path: str | Path) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        RoiFileError: Missing columns, non-numeric or non-finite coordinates (the CSV line
-            named), empty or duplicate ids, an id with a path separator; the file is named.
+        RoiFileError: Missing columns, no points, non-numeric or non-finite coordinates (the
+            CSV line named), empty or duplicate ids, an id with a path separator; the file is
+            named.
     """
     path = Path(path)
     if not path.is_file():
@@ -414,6 +415,8 @@ def read_points(path: str | Path) -> pd.DataFrame:
             f"{path} must have columns x and y (pixels); missing {missing}, found "
             f"{list(table.columns)}"
         )
+    if table.empty:
+        raise RoiFileError(f"{path} has no points: only the header row")
     out = pd.DataFrame(index=table.index)
     if "id" in table.columns:
         out["id"] = table["id"].str.strip()
