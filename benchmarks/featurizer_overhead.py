@@ -76,7 +76,10 @@ def main() -> None:
                 "featurizer_over_bare_speed": round(best["bare"] / best["featurizer"], 3),
                 "scale_crops_s_per_1000_crops": round(best["scale_crops"] * 1000 / args.crops, 4),
                 "seconds": {k: [round(x, 4) for x in v] for k, v in timings.items()},
-                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": __import__("os").cpu_count(),
+                    "python": platform.python_version(),
+                },
             },
             indent=2,
         )
