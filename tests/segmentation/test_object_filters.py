@@ -56,7 +56,10 @@ def predict():
 
 @pytest.fixture(scope="module")
 def unfiltered(predict) -> np.ndarray:
-    labels = segment_nuclei(predict, border_scene(), views=1, min_diameter=0).labels
+    # min_diameter 2 px, not 0: the shipped (real-nuclei fine-tuned) model also marks a few
+    # isolated 1-pixel specks at the disks' sharp edges (equivalent diameter 1.1 px; the default
+    # 4.5 px removes them); the six disks are what the filters are tested on
+    labels = segment_nuclei(predict, border_scene(), views=1, min_diameter=2.0).labels
     # the scene holds what the filters act on: a border object, a small and a large one
     d = equivalent_diameters(labels)
     assert labels.max() == 6 and len(touches_border(labels)) == 1

@@ -14,7 +14,7 @@ import pytest
 from morphoflow.serving.client import TritonClient
 from morphoflow.serving.repository import parse_config
 from morphoflow.serving.server import free_port
-from tests.serving.conftest import processes_mentioning, real_looking_dna
+from tests.serving.conftest import real_looking_dna, stubs_gone
 
 pytestmark = pytest.mark.triton
 EXE = str(Path(sys.executable).with_name("morphoflow"))
@@ -71,7 +71,7 @@ def test_build_repo_then_serve_until_sigterm(registry: str, tmp_path: Path) -> N
             serve.kill()
     assert serve.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {"stopped": True, "exit_code": 0}
-    assert processes_mentioning(str(repo)) == []
+    assert stubs_gone(str(repo)) == []
     assert not list(Path("/dev/shm").glob(f"morphoflow_triton_{serve.pid}_*"))  # its regions
 
 
