@@ -9,6 +9,7 @@ t00-t11 train, t12-t14 validate.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -68,8 +69,6 @@ def load_independent() -> tuple[np.ndarray, np.ndarray, dict] | None:
     or None when ``prepare_dsb2018_image.py`` has not been run."""
     if not (INDEPENDENT_DIR / "PROVENANCE.json").is_file():
         return None
-    import json
-
     image = tifffile.imread(INDEPENDENT_DIR / "image.tif")
     mask = tifffile.imread(INDEPENDENT_DIR / "image_mask.tif").astype(np.int64)
     return image, mask, json.loads((INDEPENDENT_DIR / "PROVENANCE.json").read_text())

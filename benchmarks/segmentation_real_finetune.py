@@ -35,6 +35,7 @@ prints one JSON line per epoch.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -131,17 +132,29 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--distill-weight must be a finite number >= 0, got {args.distill_weight}")
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         parser.error(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
-    for name in ("epochs", "steps_per_epoch", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup_steps < 0:
-        parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     if not args.init.is_file():
         parser.error(f"--init: model file not found: {args.init}")
     torch.set_num_threads(args.threads)
 
     model, init_meta = load_unet(args.init)
-    teacher = load_unet(args.init)[0] if args.distill_weight > 0 else None
+    try:  # TrainConfig checks the counts, the crop and the warm-up
+        config = TrainConfig(
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            crop=args.crop,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            seed=args.seed,
+            device="cpu",
+            freeze_batchnorm=args.freeze_batchnorm,
+            unet=model.config,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    teacher = copy.deepcopy(model) if args.distill_weight > 0 else None
     real = load_frames(TRAIN_FRAMES)
     synthetic = sample_stream(args.seed + 1, args.screen_fraction)
     if args.distill_weight > 0:
@@ -150,18 +163,6 @@ def main(argv: list[str] | None = None) -> dict:
         [cycle_samples(real, seed=args.seed), synthetic],
         [args.real_fraction, 1.0 - args.real_fraction],
         seed=args.seed + 2,
-    )
-    config = TrainConfig(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        crop=args.crop,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
-        device="cpu",
-        freeze_batchnorm=args.freeze_batchnorm,
-        unet=model.config,
     )
     started = time.perf_counter()
     given = list(sys.argv[1:] if argv is None else argv)

@@ -214,8 +214,12 @@ def train_unet(
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, weight=weights)
-            anchors = [i for i, sample in enumerate(samples) if len(sample) > 2 and sample[2]]
-            if teacher is not None and anchors:
+            anchors = (
+                [i for i, sample in enumerate(samples) if len(sample) > 2 and sample[2]]
+                if teacher is not None
+                else []
+            )
+            if anchors:
                 index = torch.tensor(anchors, device=device)
                 with (
                     torch.no_grad(),
