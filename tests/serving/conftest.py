@@ -88,6 +88,9 @@ def registry(
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # Artifacts go beside the database, not into MLflow's default ./mlruns under the working
+    # directory (the repository when the suite runs).
+    mlflow.create_experiment("serving-tests", artifact_location=(folder / "artifacts").as_uri())
     mlflow.set_experiment("serving-tests")
     try:
         for name, key in (
