@@ -7,6 +7,7 @@ them: make a simulated screen, inspect or validate a screen folder.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,12 +201,14 @@ def segment(
         ),
     ] = True,
     views: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Number of TTA views, 1..8 (1, 2, 4 or 8 are exact symmetry groups). "
-            "Default: morphoflow.segmentation.settings.CLI_DEFAULTS."
+            f"Default: {len(CLI_DEFAULTS.views)} (morphoflow.segmentation.settings.CLI_DEFAULTS); "
+            "--no-tta means 1.",
+            show_default=False,
         ),
-    ] = len(CLI_DEFAULTS.views),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -250,7 +253,12 @@ def segment(
     try:
         files = collect_images(images)
         unique_stems(files)
-        n_views = views if tta else 1
+        if not tta and views not in (None, 1):
+            raise ValueError(
+                f"--no-tta segments one view, but --views {views} asks for {views}: "
+                "drop one of the two options"
+            )
+        n_views = (len(CLI_DEFAULTS.views) if views is None else views) if tta else 1
         segment_image = _segmenter(
             triton_url,
             model=model,
@@ -412,8 +420,6 @@ def export_rois(
             stems[base_stem(path)] = path
         for path in labels:
             image = read_labels(path)
-            if image.size and image.min() < 0:
-                raise ValueError(f"label image {path} holds negative values")
             stem = base_stem(path)
             target = out / f"{stem}_labels.tif"
             if target.resolve() == path.resolve():
@@ -460,7 +466,11 @@ def import_rois(
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"--shape must be HEIGHTxWIDTH, e.g. 512x640, got {shape!r}")
             size = (int(parts[0]), int(parts[1]))
-        labels = import_roi_set(rois, size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            labels = import_roi_set(rois, size)
+        for warning in caught:
+            typer.echo(f"warning: {warning.message}", err=True)
         write_labels(out, labels)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -477,12 +487,24 @@ def score_segmentation(
         Path, typer.Option("--truth", help="Folder of ground-truth label images, paired by stem.")
     ],
 ) -> None:
-    """Print the DSB 2018 score (mean over IoU thresholds 0.50-0.95) of predictions as JSON."""
-    from morphoflow.segmentation.files import pair_label_files, read_labels
+    """Print the DSB 2018 score (mean over IoU thresholds 0.50-0.95) of predictions as JSON.
+
+    Every truth image needs a prediction; predictions without a truth image are left out of the
+    score and listed under "unpaired_predictions" (and on stderr).
+    """
+    from morphoflow.segmentation.files import label_file_index, pair_label_files, read_labels
     from morphoflow.segmentation.metrics import dsb_score
 
     try:
         pairs = pair_label_files(pred, truth)
+        paired = {p for _, p, _ in pairs}
+        unpaired = [p.name for p in label_file_index(pred).values() if p not in paired]
+        if unpaired:
+            typer.echo(
+                f"warning: {len(unpaired)} prediction(s) in {pred} have no truth image and are "
+                "not scored: " + ", ".join(unpaired[:5]) + (", ..." if len(unpaired) > 5 else ""),
+                err=True,
+            )
         truths, preds = [], []
         for _, pred_file, truth_file in pairs:
             truths.append(read_labels(truth_file))
@@ -501,6 +523,7 @@ def score_segmentation(
         "precision_50": score.precision_50,
         "recall_50": score.recall_50,
         "n_images": score.n_images,
+        "unpaired_predictions": unpaired,
         "images": {
             stem: round(s.score, 6) for (stem, _, _), s in zip(pairs, score.images, strict=True)
         },

@@ -295,3 +295,13 @@ def test_large_sparse_labels_are_measured_as_their_own_labels(field, tmp_path: P
         [*base, "--cells", tmp_path / "swapped.tif", "--out", out],
         f"nucleus {1 + offset} lies in cell {2 + offset}",
     )
+
+
+def test_an_intensity_image_given_as_nuclei_is_refused(field, tmp_path: Path) -> None:
+    # The DNA image is uint16 like a label image; only its pixel pattern tells them apart.
+    out = tmp_path / "f.parquet"
+    result = _run([*_channel_args(field), "--nuclei", field["files"]["DNA"], "--out", out])
+    assert result.exit_code == 2
+    assert "--nuclei" in result.stderr and "dna.tif" in result.stderr
+    assert "does not look like a label image" in result.stderr
+    assert not out.exists()

@@ -366,3 +366,57 @@ def test_score_shape_mismatch_names_both_files(
     result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
     assert result.exit_code == 2
     assert "x_labels.tif has shape" in result.stderr and "x_masks.tif" in result.stderr
+
+
+def test_read_labels_refuses_intensity_images_and_negative_values(tmp_path: Path) -> None:
+    image, truth = render_site(3, size=96, n_cells=6)
+    tifffile.imwrite(tmp_path / "dna.tif", image[0])  # uint16 intensities, not labels
+    with pytest.raises(ValueError, match=r"dna.tif does not look like a label image"):
+        read_labels(tmp_path / "dna.tif")
+    tifffile.imwrite(tmp_path / "neg.tif", np.array([[0, -1], [2, 2]], np.int16))
+    with pytest.raises(ValueError, match=r"neg.tif holds negative values"):
+        read_labels(tmp_path / "neg.tif")
+    # a dense field of touching 2 x 2 objects (half of all neighbouring pairs differ) is labels
+    yy, xx = np.mgrid[:64, :64]
+    dense = ((yy // 2) * 32 + xx // 2 + 1).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "dense.tif", dense)
+    np.testing.assert_array_equal(read_labels(tmp_path / "dense.tif"), dense)
+    write_labels(tmp_path / "truth.tif", truth)
+    np.testing.assert_array_equal(read_labels(tmp_path / "truth.tif"), truth)
+
+
+def test_score_refuses_an_intensity_image_as_prediction(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    image, truth = site
+    (tmp_path / "pred").mkdir()
+    tifffile.imwrite(tmp_path / "pred" / "x.tif", image[0])
+    write_labels(tmp_path / "truth" / "x_masks.tif", truth)
+    result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
+    assert result.exit_code == 2
+    assert "x.tif does not look like a label image" in result.stderr
+
+
+def test_score_lists_predictions_without_truth(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    for name in ("x_labels.tif", "y_labels.tif"):
+        write_labels(tmp_path / "pred" / name, truth)
+    write_labels(tmp_path / "truth" / "x_masks.tif", truth)
+    result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 1 and list(report["images"]) == ["x"]
+    assert report["unpaired_predictions"] == ["y_labels.tif"]
+    assert "1 prediction(s)" in result.stderr and "y_labels.tif" in result.stderr
+
+
+def test_segment_refuses_no_tta_with_several_views(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    result = _run("segment", inputs["dna"], "--out", tmp_path / "out", "--no-tta", "--views", "8")
+    assert result.exit_code == 2
+    assert "--no-tta" in result.stderr and "--views 8" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = _run("segment", inputs["dna"], "--out", tmp_path / "out", "--no-tta", "--views", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["views"] == 1

@@ -320,3 +320,32 @@ def test_write_labels_then_export_keeps_uint32(tmp_path: Path) -> None:
     assert tifffile.imread(tmp_path / "o" / "big_labels.tif").dtype == np.uint32
     back = import_roi_set(tmp_path / "o" / "big_rois.zip", (8, 8))
     np.testing.assert_array_equal(back, lab)
+
+
+def test_rois_outside_the_image_are_reported(tmp_path: Path) -> None:
+    # ROIs drawn on a 40 x 60 image, imported with a wrong (smaller, swapped) size
+    near = roifile.ImagejRoi.frompoints([[2, 2], [8, 2], [8, 6], [2, 6]], name="near")
+    far = roifile.ImagejRoi.frompoints([[50, 30], [58, 30], [58, 38], [50, 38]], name="far")
+    roifile.roiwrite(tmp_path / "set.zip", [near, far], mode="w")
+    with pytest.warns(UserWarning, match=r"1 of 2 ROIs lie outside the 20x20 \(HxW\).*'far'"):
+        labels = import_roi_set(tmp_path / "set.zip", (20, 20))
+    assert np.unique(labels).tolist() == [0, 1]
+    roifile.roiwrite(tmp_path / "far.zip", [far], mode="w")
+    with pytest.raises(RoiFileError, match=r"all 1 ROIs lie outside.*x 50\.\.58, y 30\.\.38"):
+        import_roi_set(tmp_path / "far.zip", (20, 20))
+    # the commands: a warning on stderr, or one clear error and no file
+    result = _run(
+        "import-rois", tmp_path / "set.zip", "--out", tmp_path / "l.tif", "--shape", "20x20"
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "'far'" in result.stderr
+    assert json.loads(result.stdout)["objects"] == 1
+    result = _run(
+        "import-rois", tmp_path / "far.zip", "--out", tmp_path / "f.tif", "--shape", "20x20"
+    )
+    assert result.exit_code == 2 and "far.zip" in result.stderr and "outside" in result.stderr
+    assert not (tmp_path / "f.tif").exists()
+    result = _run(
+        "import-rois", tmp_path / "set.zip", "--out", tmp_path / "ok.tif", "--shape", "40x60"
+    )
+    assert result.exit_code == 0 and "warning" not in result.stderr

@@ -73,7 +73,7 @@ def test_cli_and_pipeline_defaults_differ_only_in_views_and_border_objects() -> 
 
 def test_cli_options_default_to_cli_defaults() -> None:
     options = inspect.signature(segment).parameters
-    assert options["views"].default == len(CLI_DEFAULTS.views)
+    assert options["views"].default is None  # None: len(CLI_DEFAULTS.views), or 1 with --no-tta
     assert options["threshold"].default == CLI_DEFAULTS.threshold
     assert options["min_diameter"].default == CLI_DEFAULTS.min_diameter
     assert options["max_diameter"].default == CLI_DEFAULTS.max_diameter

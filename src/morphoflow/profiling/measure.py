@@ -40,8 +40,8 @@ from morphoflow.profiling.classical import (
     intensity_scale_for,
 )
 from morphoflow.screen.constants import CHANNELS
-from morphoflow.screen.errors import ScreenError
-from morphoflow.screen.io import read_image
+from morphoflow.screen.errors import ImageReadError, ScreenError
+from morphoflow.screen.io import check_label_file, read_image
 
 __all__ = ["MeasureError", "check_cells_match_nuclei", "measure_files", "parse_channel_args"]
 
@@ -177,8 +177,10 @@ def _read_labels(path: Path, what: str, shape: tuple[int, ...]) -> np.ndarray:
         raise MeasureError(
             f"{what} {path} has shape {labels.shape} but the channel images have shape {shape}"
         )
-    if labels.size and labels.min() < 0:
-        raise MeasureError(f"{what} {path} has negative labels")
+    try:
+        check_label_file(labels, f"{what} {path}")
+    except ImageReadError as exc:  # negative values, or an intensity image given as labels
+        raise MeasureError(str(exc)) from None
     if labels.size and labels.max() > _LABEL_MAX:
         raise MeasureError(
             f"{what} {path} has label {labels.max()}, above the largest accepted "

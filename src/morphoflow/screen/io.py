@@ -184,6 +184,52 @@ def require_finite(image: np.ndarray, source: str | Path) -> np.ndarray:
     return image
 
 
+LABEL_MIXING_LIMIT = 0.75
+"""Largest fraction of neighbouring foreground pixel pairs with different values that
+:func:`check_label_file` accepts. In an instance label image only pairs across the line where
+two objects touch differ (a few percent for touching nuclei or cells, about 0.5 for a dense
+field of 2 x 2 pixel objects); in a microscope intensity image nearly every pair differs."""
+
+
+def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
+    """Refuse an integer array read from a file that cannot be an instance label image.
+
+    For label images users hand in (``score-segmentation``, ``export-rois``, ``measure``);
+    arrays made in memory are checked by :func:`morphoflow.segmentation.metrics.check_label_image`.
+    Two faults are caught: negative values, and an intensity image given where labels are
+    expected (it is integer too, so the dtype alone does not tell). The second is recognised by
+    how often neighbouring foreground pixels carry different values: more than
+    :data:`LABEL_MIXING_LIMIT` of the horizontally and vertically adjacent pairs of non-zero
+    pixels, over at least 1,000 pairs.
+
+    Args:
+        labels: Integer array, (H, W) (any number of dimensions is checked axis by axis).
+        source: The file the array came from (named in the error).
+
+    Returns:
+        ``labels`` unchanged.
+
+    Raises:
+        ImageReadError: ``labels`` holds negative values, or looks like an intensity image.
+    """
+    arr = np.asarray(labels)
+    if arr.size and arr.min() < 0:
+        raise ImageReadError(f"label image {source} holds negative values (min {arr.min()})")
+    pairs = differ = 0
+    for axis in range(arr.ndim):
+        a = np.moveaxis(arr, axis, 0)
+        both = (a[1:] != 0) & (a[:-1] != 0)
+        pairs += int(np.count_nonzero(both))
+        differ += int(np.count_nonzero(both & (a[1:] != a[:-1])))
+    if pairs >= 1000 and differ > LABEL_MIXING_LIMIT * pairs:
+        raise ImageReadError(
+            f"{source} does not look like a label image: {differ / pairs:.0%} of neighbouring "
+            "object pixels carry different values, where an instance label image gives each "
+            "object one value (0 = background). Was an intensity image given instead of labels?"
+        )
+    return labels
+
+
 def read_site(
     paths: Mapping[str, str | Path] | Sequence[str | Path],
     root: str | Path | None = None,

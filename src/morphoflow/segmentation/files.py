@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 
 from morphoflow.atomic import atomic_path
-from morphoflow.screen.io import read_image, require_finite, write_tiff_atomic
+from morphoflow.screen.io import (
+    check_label_file,
+    read_image,
+    require_finite,
+    write_tiff_atomic,
+)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: Suffixes stripped from file stems to pair predictions with ground truth.
@@ -109,28 +114,35 @@ def base_stem(path: Path) -> str:
     return stem
 
 
+def label_file_index(folder: Path) -> dict[str, Path]:
+    """The label images of ``folder`` by :func:`base_stem` (``a_labels.tif`` -> ``"a"``).
+
+    Raises:
+        FileNotFoundError: ``folder`` is a file, is missing, or holds no image files.
+    """
+    if folder.is_file():
+        raise FileNotFoundError(
+            f"{folder} is a file: --pred and --truth take folders (images paired by name)"
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder not found: {folder}")
+    files = {
+        base_stem(p): p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+    }
+    if not files:
+        raise FileNotFoundError(f"no label images in {folder}")
+    return files
+
+
 def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
-    """Pair prediction and truth label images by :func:`base_stem`.
+    """Pair prediction and truth label images by :func:`base_stem`, sorted by stem.
+
+    Predictions without a truth image are not paired (``score-segmentation`` lists them).
 
     Raises:
         FileNotFoundError: A folder is missing or empty, or a truth image has no prediction.
     """
-
-    def index(folder: Path) -> dict[str, Path]:
-        if folder.is_file():
-            raise FileNotFoundError(
-                f"{folder} is a file: --pred and --truth take folders (images paired by name)"
-            )
-        if not folder.is_dir():
-            raise FileNotFoundError(f"folder not found: {folder}")
-        files = {
-            base_stem(p): p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-        }
-        if not files:
-            raise FileNotFoundError(f"no label images in {folder}")
-        return files
-
-    preds, truths = index(pred_dir), index(truth_dir)
+    preds, truths = label_file_index(pred_dir), label_file_index(truth_dir)
     missing = sorted(set(truths) - set(preds))
     if missing:
         raise FileNotFoundError(
@@ -141,12 +153,19 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
 
 
 def read_labels(path: Path) -> np.ndarray:
-    """Read an instance label image as int64 (2-D)."""
+    """Read an instance label image (2-D, integer, 0 = background) as int64.
+
+    Raises:
+        ImageReadError: (a ValueError) the file cannot be read, holds negative values, or looks
+            like an intensity image (see :func:`morphoflow.screen.io.check_label_file`).
+        ValueError: The image is not 2-D or not of an integer dtype.
+    """
     labels = read_image(path)
     if labels.ndim != 2:
         raise ValueError(f"label image {path} must be 2-D, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"label image {path} must hold integers, got {labels.dtype}")
+    check_label_file(labels, path)
     return labels.astype(np.int64)
 
 

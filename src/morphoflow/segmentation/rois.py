@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -317,8 +318,12 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
         uint32 labels (H, W), 0 = background.
 
     Raises:
-        RoiFileError: A ROI is not an area (line, point, angle), naming it and ``source``.
+        RoiFileError: A ROI is not an area (line, point, angle), naming it and ``source``; or
+            every ROI lies wholly outside ``shape`` (the size of another image was given).
         ValueError: ``shape`` is not two positive ints.
+
+    Warns:
+        UserWarning: Some, not all, ROIs lie wholly outside ``shape`` (they are left out).
     """
     if len(shape) != 2 or any(int(s) < 1 for s in shape):
         raise ValueError(f"shape must be (H, W) with H, W >= 1, got {tuple(shape)}")
@@ -327,6 +332,8 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     matches = [_NAME.match(n) for n in names]
     by_name = bool(rois) and all(matches)
     drawn = []
+    outside: list[str] = []
+    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # (x, y) extent of all ROIs
     for i, roi in enumerate(rois):
         polygons = _polygons(roi, names[i] or f"#{i + 1}", source)
         mask = np.zeros(shape, dtype=bool)
@@ -334,8 +341,31 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
         for poly in polygons:
             mask ^= fill_polygon(poly, shape)
             area += abs(_shoelace(poly))
+        points = np.concatenate(polygons) if polygons else np.zeros((0, 2))
+        if len(points):
+            lo, hi = np.minimum(lo, points.min(axis=0)), np.maximum(hi, points.max(axis=0))
+            x0, y0 = points.min(axis=0)
+            x1, y1 = points.max(axis=0)
+            if x1 <= 0 or y1 <= 0 or x0 >= shape[1] or y0 >= shape[0]:
+                outside.append(names[i] or f"#{i + 1}")
         label = int(matches[i].group(1)) if by_name else i + 1  # type: ignore[union-attr]
         drawn.append((area, i, label, mask))
+    if outside:
+        where = (
+            f"the {shape[0]}x{shape[1]} (HxW) image; the ROIs span x {lo[0]:g}..{hi[0]:g}, "
+            f"y {lo[1]:g}..{hi[1]:g} pixels"
+        )
+        if len(outside) == len(rois):
+            raise RoiFileError(
+                f"{source}: all {len(rois)} ROIs lie outside {where}: give the size of the "
+                "image they were drawn on"
+            )
+        warnings.warn(
+            f"{source}: {len(outside)} of {len(rois)} ROIs lie outside {where}; left out: "
+            + ", ".join(repr(n) for n in outside[:5])
+            + (", ..." if len(outside) > 5 else ""),
+            stacklevel=2,
+        )
     dtype = np.uint32
     labels = np.zeros(shape, dtype=dtype)
     for _, _, label, mask in sorted(drawn, key=lambda d: (-d[0], d[1])):
