@@ -83,7 +83,7 @@ def test_imagenet_weights_file_initialises_the_replicated_mean(tmp_path: Path) -
             imagenet.features[0][0](grey.expand(-1, 3, -1, -1)),
         )
     (tmp_path / "bad.pt").write_bytes(b"nope")
-    with pytest.raises(ValueError, match="weights_path"):
+    with pytest.raises(ValueError, match=r"bad.pt is not a readable weights_path \(torchvision"):
         build_efficientnet_b0(3, weights_path=tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError):
         build_efficientnet_b0(3, weights_path=tmp_path / "missing.pt")

@@ -183,8 +183,18 @@ def test_load_foreign_torch_file_raises(tmp_path: Path) -> None:
 def test_load_non_torch_file_raises(tmp_path: Path) -> None:
     path = tmp_path / "notes.pt"
     path.write_text("not a model\n")
-    with pytest.raises(ValueError, match="not a readable torch file"):
+    with pytest.raises(ValueError, match="notes.pt is not a readable U-Net model file"):
         load_unet(path)
+
+
+def test_a_pickle_with_code_is_refused_without_advising_to_unpickle_it(tmp_path: Path) -> None:
+    # torch's own message advises weights_only=False, which would run the file's code
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "morphoflow-unet/1", "hook": Path("x")}, path)
+    with pytest.raises(ValueError, match="evil.pt is not a readable U-Net model file") as info:
+        load_unet(path)
+    assert "never unpickles" in str(info.value)
+    assert "weights_only=False" not in str(info.value) and "succeed" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------- shipped model

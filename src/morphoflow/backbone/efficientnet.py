@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from morphoflow.backbone import BLOCK6A_CHANNELS
+from morphoflow.torch_files import safe_torch_load
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -45,10 +46,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"weights file not found: {path} (save torchvision's EfficientNet-B0 ImageNet state "
             "dict there; morphoflow never downloads weights)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"weights_path {path} is not a readable torch file: {exc}") from exc
+    state = safe_torch_load(path, "weights_path (torchvision state dict)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

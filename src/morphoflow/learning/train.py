@@ -41,7 +41,7 @@ from morphoflow.learning.data import (
     split_leave_plates_out,
 )
 from morphoflow.learning.model import build_efficientnet_b0
-from morphoflow.torch_files import resolve_device, save_payload
+from morphoflow.torch_files import resolve_device, safe_torch_load, save_payload
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def index_fingerprint(index: pd.DataFrame) -> str:
 def _load_checkpoint(
     path: Path, config: WSLConfig, classes: list[Any], data: str
 ) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = safe_torch_load(path, "WSL training checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
     saved = payload["config"]

@@ -28,7 +28,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from morphoflow.torch_files import load_payload, save_payload
+from morphoflow.torch_files import load_payload, safe_torch_load, save_payload
 
 logger = logging.getLogger(__name__)
 
@@ -300,10 +300,7 @@ def build_maskrcnn(
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable torch weights file: {exc}") from exc
+    payload = safe_torch_load(path, "Mask R-CNN weights")
     if isinstance(payload, dict):
         if payload.get("format") == _FORMAT or isinstance(payload.get("state_dict"), dict):
             payload = payload["state_dict"]
