@@ -196,6 +196,8 @@ def _pearson(
     return out
 
 
+# cp_measure divides by perimeters, areas and variances that are 0 for tiny objects
+@np.errstate(divide="ignore", invalid="ignore", over="ignore")
 def measure_site(
     image: np.ndarray,
     nuclei: np.ndarray,
@@ -212,25 +214,6 @@ def measure_site(
     A division by zero (e.g. ``FormFactor`` of a 1-2 px object, whose perimeter is 0) gives
     NaN, never ``inf``, and no numpy warning.
     """
-    # cp_measure divides by perimeters, areas and variances that are 0 for tiny objects
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        values = _measure_site(
-            image, nuclei, cells, objects, feature_set, channels, intensity_scale, timings
-        )
-    values[~np.isfinite(values)] = np.nan  # undefined values are NaN, as the docs say
-    return values
-
-
-def _measure_site(
-    image: np.ndarray,
-    nuclei: np.ndarray,
-    cells: np.ndarray,
-    objects: np.ndarray,
-    feature_set: str,
-    channels: Sequence[str],
-    intensity_scale: float,
-    timings: dict[str, float] | None,
-) -> np.ndarray:
     core = _cp_core()
     clock = [time.perf_counter()]
 
@@ -403,4 +386,6 @@ def _measure_site(
 
     if not columns:
         return np.zeros((n, 0))
-    return np.stack(columns, axis=1)
+    values = np.stack(columns, axis=1)
+    values[~np.isfinite(values)] = np.nan  # undefined values are NaN, as the docs say
+    return values
