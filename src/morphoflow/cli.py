@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,36 @@ app = typer.Typer(
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def _check_parents(out: Path, option: str) -> None:
+    """Refuse an output whose nearest existing parent is a file, not a folder."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {out}: {parent} is a file, not a folder")
+            return
+
+
+def _output_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is an existing file, or lies under one."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out} is a file: give a folder for the outputs")
+    _check_parents(out, option)
+
+
+def _output_file(
+    out: Path, inputs: Sequence[Path | None], suffixes: Sequence[str], option: str = "--out"
+) -> None:
+    """Refuse an output file with the wrong suffix, that is a folder, or that is an input."""
+    if out.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {out} must end in {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise ValueError(f"{option} {out} is a folder: give a file name")
+    _check_parents(out, option)
+    for path in inputs:
+        if path is not None and out.exists() and path.exists() and out.samefile(path):
+            raise ValueError(f"{option} {out} is the input {path}: choose another file")
 
 
 @app.callback()
@@ -251,6 +282,7 @@ def segment(
     from morphoflow.segmentation.segmenter import nuclei_table
 
     try:
+        _output_folder(out)
         files = collect_images(images)
         unique_stems(files)
         if not tta and views not in (None, 1):
@@ -279,7 +311,7 @@ def segment(
                 out / f"{path.stem}_nuclei.csv", nuclei_table(result.labels, result.agreement)
             )
             summary.append({"image": str(path), "nuclei": int(result.labels.max())})
-    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, connections
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
 
@@ -343,6 +375,7 @@ def suggest_contours(
     )
 
     try:
+        _output_folder(out)
         table = read_points(points)
         segment_image = _segmenter(
             triton_url,
@@ -374,7 +407,7 @@ def suggest_contours(
         ]
         document = {"image": str(image), "shape": list(labels.shape), "points": entries}
         write_text_atomic(out / f"{stem}_suggestions.json", json.dumps(document, indent=1))
-    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, connections
         _fail(str(exc))
     summary = {
         "out": str(out),
@@ -410,6 +443,7 @@ def export_rois(
 
     summary = []
     try:
+        _output_folder(out)
         stems: dict[str, Path] = {}
         for path in labels:
             if base_stem(path) in stems:
@@ -428,7 +462,7 @@ def export_rois(
             write_labels(target, image)
             objects = int(np.count_nonzero(np.unique(image)))
             summary.append({"labels": str(path), "objects": objects, "rois": n})
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), "images": summary}, indent=2))
 
@@ -457,6 +491,7 @@ def import_rois(
     from morphoflow.segmentation.rois import import_roi_set
 
     try:
+        _output_file(out, [rois, like], (".tif", ".tiff"))
         if (like is None) == (shape is None):
             raise ValueError("give the label image's size with exactly one of --like or --shape")
         if like is not None:
@@ -472,7 +507,7 @@ def import_rois(
         for warning in caught:
             typer.echo(f"warning: {warning.message}", err=True)
         write_labels(out, labels)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     n = int(np.count_nonzero(np.unique(labels)))
     typer.echo(json.dumps({"rois": str(rois), "out": str(out), "objects": n, "shape": list(size)}))
@@ -515,7 +550,7 @@ def score_segmentation(
                     f"shape {truths[-1].shape}"
                 )
         score = dsb_score(truths, preds)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     report = {
         "dsb_score": score.score,
@@ -623,7 +658,7 @@ def register_unet_command(
     _use_registry()
     try:
         result = register_unet(model, name=name, heldout=heldout)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result, indent=2, default=str))
 
@@ -725,7 +760,7 @@ def freeze_heldout_command(
             held = freeze_featurizer_heldout(
                 crops_dir, crop_index, target, plates=plate or "last_plate_per_source"
             )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
     summary = {"heldout": str(held.root), "kind": held.kind, "files": len(held.files)}
     typer.echo(json.dumps({**summary, "manifest_sha256": held.digest, "source": held.source}))

@@ -16,6 +16,7 @@ from morphoflow.segmentation.files import (
     base_stem,
     collect_images,
     label_dtype,
+    label_file_index,
     load_channel,
     pair_label_files,
     read_labels,
@@ -420,3 +421,74 @@ def test_segment_refuses_no_tta_with_several_views(tmp_path: Path, inputs: dict[
     result = _run("segment", inputs["dna"], "--out", tmp_path / "out", "--no-tta", "--views", "1")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["views"] == 1
+
+
+def test_label_file_index_prefers_masks_and_refuses_ambiguity(tmp_path: Path) -> None:
+    folder = _labels(tmp_path / "truth", "t00.tif", "t00_mask.tif", "t01_masks.tif")
+    index = label_file_index(folder)
+    assert index == {"t00": folder / "t00_mask.tif", "t01": folder / "t01_masks.tif"}
+    _labels(folder, "t01_labels.tif")
+    with pytest.raises(ValueError, match=r"2 label images for 't01': t01_labels.tif, t01_masks"):
+        label_file_index(folder)
+
+
+def test_score_refuses_a_prediction_scored_against_itself(
+    tmp_path: Path, site: tuple[np.ndarray, np.ndarray]
+) -> None:
+    _, truth = site
+    write_labels(tmp_path / "pred" / "x_labels.tif", truth)
+    result = _run("score-segmentation", "--pred", tmp_path / "pred", "--truth", tmp_path / "pred")
+    assert result.exit_code == 2
+    assert "x_labels.tif would be scored against itself" in result.stderr
+
+
+def test_read_labels_refuses_a_binary_mask_of_several_objects(tmp_path: Path) -> None:
+    _, truth = render_site(3, size=96, n_cells=6)
+    tifffile.imwrite(tmp_path / "mask.tif", np.where(truth > 0, 255, 0).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"mask.tif looks like a binary mask.*one value \(255\)"):
+        read_labels(tmp_path / "mask.tif")
+    two_parts = np.zeros((20, 20), np.uint16)
+    two_parts[2:5, 2:5] = two_parts[10:14, 10:14] = 7  # one object in two parts: accepted
+    write_labels(tmp_path / "two.tif", two_parts)
+    np.testing.assert_array_equal(read_labels(tmp_path / "two.tif"), two_parts)
+
+
+def test_labels_beyond_uint32_are_refused_not_wrapped(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"label 4294967296 does not fit a uint32"):
+        write_labels(tmp_path / "big.tif", np.array([[0, 2**32]], np.int64))
+    assert not (tmp_path / "big.tif").exists()
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = _run("segment", inputs["dna"], "--out", tmp_path / "afile")
+    assert result.exit_code == 2 and "--out" in result.stderr and "afile is a file" in result.stderr
+    result = _run("segment", inputs["dna"], "--out", tmp_path / "afile" / "sub")
+    assert result.exit_code == 2 and "afile is a file, not a folder" in result.stderr
+    result = _run("export-rois", tmp_path / "in", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "is a folder, not an image file" in result.stderr
+
+
+def test_unloadable_models_are_one_clear_error(
+    tmp_path: Path, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"\x00garbage, not a protobuf" * 20)
+    result = _run(
+        "segment", inputs["dna"], "--out", tmp_path / "o", "--model", tmp_path / "bad.onnx"
+    )
+    assert result.exit_code == 2
+    assert "bad.onnx is not a loadable ONNX segmentation model" in result.stderr
+    # a registry URI with no registry: refused, and no mlflow.db is created
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        result = _run("segment", inputs["dna"], "--out", "o", "--model", "models:/nope@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert result.exit_code == 2
+    assert "models:/nope@champion: no MLflow registry at" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "o").exists()

@@ -349,3 +349,49 @@ def test_rois_outside_the_image_are_reported(tmp_path: Path) -> None:
         "import-rois", tmp_path / "set.zip", "--out", tmp_path / "ok.tif", "--shape", "40x60"
     )
     assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_export_keeps_huge_label_values_without_huge_memory(tmp_path: Path) -> None:
+    labels = np.zeros((12, 12), np.int64)
+    labels[2:5, 2:5], labels[7:10, 7:10] = 2_000_000_000, 4_000_000_000
+    export_roi_set(labels, tmp_path / "big.zip")  # find_objects over 4e9 slots: MemoryError
+    names = sorted(r.name for r in read_roi_set(tmp_path / "big.zip"))
+    assert names == ["label_2000000000", "label_4000000000"]
+    np.testing.assert_array_equal(import_roi_set(tmp_path / "big.zip", (12, 12)), labels)
+
+
+def test_roi_labels_outside_uint32_and_empty_sets(tmp_path: Path) -> None:
+    square = [[2, 2], [6, 2], [6, 6], [2, 6]]
+    roifile.roiwrite(
+        tmp_path / "zero.zip", [roifile.ImagejRoi.frompoints(square, name="label_0")], mode="w"
+    )
+    with pytest.raises(RoiFileError, match=r"zero.zip: ROI 'label_0' names label 0"):
+        import_roi_set(tmp_path / "zero.zip", (8, 8))
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
+        pass
+    with pytest.warns(UserWarning, match="empty.zip holds no ROIs"):
+        assert not import_roi_set(tmp_path / "empty.zip", (8, 8)).any()
+    # a ROI reaching beyond the edge (HxW swapped) is cut, with a warning
+    wide = roifile.ImagejRoi.frompoints([[1, 1], [30, 1], [30, 5], [1, 5]], name="wide")
+    roifile.roiwrite(tmp_path / "wide.zip", [wide], mode="w")
+    with pytest.warns(UserWarning, match=r"1 of 1 ROIs reach beyond the edges.*cut at the edge"):
+        import_roi_set(tmp_path / "wide.zip", (40, 20))
+
+
+def test_import_rois_output_must_be_a_new_tiff(tmp_path: Path) -> None:
+    square = roifile.ImagejRoi.frompoints([[2, 2], [6, 2], [6, 6], [2, 6]], name="a")
+    roifile.roiwrite(tmp_path / "set.zip", [square], mode="w")
+    tifffile.imwrite(tmp_path / "img.tif", np.ones((8, 8), np.uint16))
+    for out, message in (
+        (tmp_path / "set.zip", "must end in .tif or .tiff"),
+        (tmp_path / "l.png", "must end in .tif or .tiff"),
+        (tmp_path / "img.tif", "is the input"),
+    ):
+        result = _run(
+            "import-rois", tmp_path / "set.zip", "--like", tmp_path / "img.tif", "--out", out
+        )
+        assert result.exit_code == 2 and message in result.stderr, result.output
+    assert zipfile.is_zipfile(tmp_path / "set.zip")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "img.tif"), np.ones((8, 8)))
+    result = _run("import-rois", tmp_path, "--shape", "8x8", "--out", tmp_path / "x.tif")
+    assert result.exit_code == 2 and "is a folder" in result.stderr

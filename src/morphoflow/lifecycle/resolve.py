@@ -21,7 +21,10 @@ def resolve_model_file(
         The file, or None for the default.
 
     Raises:
-        FileNotFoundError: A local path does not exist, or the artifacts hold no such file.
+        FileNotFoundError: A local path does not exist, the artifacts hold no such file, or the
+            tracking URI is a sqlite file that does not exist (nothing is created).
+        ValueError: MLflow cannot resolve the URI (unknown model, alias, version or run); the
+            message names the URI and the registry.
     """
     if reference is None or str(reference) in ("", "default"):
         return None
@@ -29,7 +32,19 @@ def resolve_model_file(
     if text.startswith(("models:/", "runs:/")) or "://" in text:
         import mlflow
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        registry = mlflow.get_tracking_uri()
+        if registry.startswith("sqlite:///"):
+            database = Path(registry.removeprefix("sqlite:///"))
+            if not database.is_file():
+                raise FileNotFoundError(
+                    f"{text}: no MLflow registry at {database} (set MLFLOW_TRACKING_URI to the "
+                    "registry that holds the model)"
+                )
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        except mlflow.exceptions.MlflowException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{text} cannot be resolved in {registry}: {first}") from exc
         suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix)
         candidates = (
             [local]

@@ -80,12 +80,10 @@ class OnnxFeaturizer:
     """Features of a trained 5-channel model exported to ONNX (input ``crops``, output ``features``)."""
 
     def __init__(self, model_path: str | Path, batch_size: int = 128) -> None:
-        import onnxruntime as ort
+        from morphoflow.onnx_session import open_onnx_session
 
         path = Path(model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"CNN model file not found: {path}")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = open_onnx_session(path, "CNN model file")
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if "crops" not in inputs or "features" not in outputs:

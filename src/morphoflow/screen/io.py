@@ -78,6 +78,8 @@ def read_image(path: str | Path) -> np.ndarray:
         (5, 64, 64)
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"image file not found: {path}")
     try:
@@ -191,16 +193,23 @@ two objects touch differ (a few percent for touching nuclei or cells, about 0.5 
 field of 2 x 2 pixel objects); in a microscope intensity image nearly every pair differs."""
 
 
+BINARY_MASK_PARTS = 3
+"""Separate parts (8-connected) from which :func:`check_label_file` calls an image holding a
+single non-zero value a binary mask (one object in two parts is still accepted)."""
+
+
 def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
     """Refuse an integer array read from a file that cannot be an instance label image.
 
     For label images users hand in (``score-segmentation``, ``export-rois``, ``measure``);
     arrays made in memory are checked by :func:`morphoflow.segmentation.metrics.check_label_image`.
-    Two faults are caught: negative values, and an intensity image given where labels are
-    expected (it is integer too, so the dtype alone does not tell). The second is recognised by
-    how often neighbouring foreground pixels carry different values: more than
+    Three faults are caught: negative values; an intensity image given where labels are
+    expected (it is integer too, so the dtype alone does not tell), recognised by how often
+    neighbouring foreground pixels carry different values (more than
     :data:`LABEL_MIXING_LIMIT` of the horizontally and vertically adjacent pairs of non-zero
-    pixels, over at least 1,000 pairs.
+    pixels, over at least 1,000 pairs); and a binary mask (0/1 or 0/255) of several objects,
+    which would be read as one object: a single non-zero value in
+    :data:`BINARY_MASK_PARTS` or more separate parts.
 
     Args:
         labels: Integer array, (H, W) (any number of dimensions is checked axis by axis).
@@ -210,7 +219,8 @@ def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
         ``labels`` unchanged.
 
     Raises:
-        ImageReadError: ``labels`` holds negative values, or looks like an intensity image.
+        ImageReadError: ``labels`` holds negative values, or looks like an intensity image or
+            a binary mask.
     """
     arr = np.asarray(labels)
     if arr.size and arr.min() < 0:
@@ -227,6 +237,17 @@ def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
             "object pixels carry different values, where an instance label image gives each "
             "object one value (0 = background). Was an intensity image given instead of labels?"
         )
+    values = np.unique(arr[arr != 0]) if arr.size else arr
+    if values.size == 1:
+        from scipy import ndimage as ndi
+
+        n_parts = ndi.label(arr != 0, structure=np.ones((3,) * arr.ndim, dtype=bool))[1]
+        if n_parts >= BINARY_MASK_PARTS:
+            raise ImageReadError(
+                f"{source} looks like a binary mask, not instance labels: one value "
+                f"({values[0]}) for {n_parts} separate objects. Number the objects 1..n first "
+                "(e.g. skimage.measure.label)"
+            )
     return labels
 
 

@@ -85,9 +85,23 @@ def load_channel(path: Path, channel: int | None) -> np.ndarray:
     return plane
 
 
+LABEL_MAX = int(np.iinfo(np.uint32).max)
+"""Largest label a label TIFF holds (uint32)."""
+
+
 def label_dtype(labels: np.ndarray) -> type:
-    """uint16 when the labels fit, else uint32."""
-    return np.uint16 if int(labels.max(initial=0)) < 65535 else np.uint32
+    """uint16 when the labels fit, else uint32.
+
+    Raises:
+        ValueError: A label above :data:`LABEL_MAX` (it would wrap around in uint32).
+    """
+    top = int(labels.max(initial=0))
+    if top > LABEL_MAX:
+        raise ValueError(
+            f"label {top} does not fit a uint32 label image (largest {LABEL_MAX}): relabel the "
+            "objects 1..n first (e.g. skimage.segmentation.relabel_sequential)"
+        )
+    return np.uint16 if top < 65535 else np.uint32
 
 
 def write_labels(path: Path, labels: np.ndarray) -> None:
@@ -117,8 +131,13 @@ def base_stem(path: Path) -> str:
 def label_file_index(folder: Path) -> dict[str, Path]:
     """The label images of ``folder`` by :func:`base_stem` (``a_labels.tif`` -> ``"a"``).
 
+    Where several files share a base stem, the one with a label suffix (:data:`LABEL_SUFFIXES`)
+    is taken: ``t00.tif`` beside ``t00_mask.tif`` is the image and its mask.
+
     Raises:
         FileNotFoundError: ``folder`` is a file, is missing, or holds no image files.
+        ValueError: Two files with label suffixes share a base stem (``x_labels.tif`` and
+            ``x_masks.tif``): which one to score is not clear.
     """
     if folder.is_file():
         raise FileNotFoundError(
@@ -126,11 +145,22 @@ def label_file_index(folder: Path) -> dict[str, Path]:
         )
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder}")
-    files = {
-        base_stem(p): p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-    }
-    if not files:
+    candidates: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            candidates.setdefault(base_stem(path), []).append(path)
+    if not candidates:
         raise FileNotFoundError(f"no label images in {folder}")
+    files = {}
+    for stem, paths in candidates.items():
+        labelled = [p for p in paths if base_stem(p) != p.stem] or paths
+        if len(labelled) > 1:
+            raise ValueError(
+                f"{folder} holds {len(labelled)} label images for {stem!r}: "
+                + ", ".join(p.name for p in labelled)
+                + "; keep one per image (predictions and truth in separate folders)"
+            )
+        files[stem] = labelled[0]
     return files
 
 
@@ -141,6 +171,8 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
 
     Raises:
         FileNotFoundError: A folder is missing or empty, or a truth image has no prediction.
+        ValueError: A prediction would be scored against itself (the same file in both
+            folders), or a folder holds two label images for one stem.
     """
     preds, truths = label_file_index(pred_dir), label_file_index(truth_dir)
     missing = sorted(set(truths) - set(preds))
@@ -149,7 +181,14 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
             f"{len(missing)} truth image(s) have no prediction in {pred_dir}: "
             + ", ".join(str(truths[m].name) for m in missing[:5])
         )
-    return [(stem, preds[stem], truths[stem]) for stem in sorted(truths)]
+    pairs = [(stem, preds[stem], truths[stem]) for stem in sorted(truths)]
+    for _, pred, truth in pairs:
+        if pred.resolve() == truth.resolve():
+            raise ValueError(
+                f"{pred} would be scored against itself: --pred and --truth must hold different "
+                "files"
+            )
+    return pairs
 
 
 def read_labels(path: Path) -> np.ndarray:

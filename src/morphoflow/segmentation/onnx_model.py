@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from morphoflow.onnx_session import open_onnx_session
 from morphoflow.segmentation.tiling import predict_tiled
 
 INPUT_NAME = "image"
@@ -55,14 +56,10 @@ class OnnxUNet:
         import onnxruntime as ort
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX segmentation model not found: {self.path}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_onnx_session(self.path, "ONNX segmentation model", options)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:

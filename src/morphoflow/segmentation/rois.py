@@ -199,16 +199,22 @@ def label_outlines(labels: np.ndarray) -> list[Outline]:
     lab = check_label_image(labels, "labels")
     if lab.ndim != 2:
         raise ValueError(f"labels must be 2-D (H, W), got shape {lab.shape}")
+    # find_objects allocates one slot per label value up to the largest: index 1..n instead
+    values, compact = np.unique(lab, return_inverse=True)
+    compact = compact.reshape(lab.shape)
+    if values[0] != 0:  # no background pixel: index 0 is an object, shift it to 1
+        compact = compact + 1
+        values = np.concatenate([[0], values])
     outlines: list[Outline] = []
-    for index, box in enumerate(ndi.find_objects(lab), start=1):
+    for index, box in enumerate(ndi.find_objects(compact), start=1):
         if box is None:
             continue
-        crop = lab[box] == index
+        crop = compact[box] == index
         parts, n = ndi.label(crop, structure=np.ones((3, 3), dtype=bool))
         offset = np.array([box[1].start, box[0].start], dtype=np.int64)
         for k in range(1, n + 1):
             points = trace_outline(parts == k) + offset
-            outlines.append(Outline(index, 0 if n == 1 else k, points))
+            outlines.append(Outline(int(values[index]), 0 if n == 1 else k, points))
     return outlines
 
 
@@ -282,6 +288,8 @@ def read_roi_set(path: str | Path) -> list:
     import roifile
 
     path = Path(path)
+    if path.is_dir():
+        raise RoiFileError(f"{path} is a folder: give a ROI set (.zip) or one .roi file")
     if not path.is_file():
         raise FileNotFoundError(f"ROI set not found: {path}")
     try:
@@ -332,7 +340,8 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     matches = [_NAME.match(n) for n in names]
     by_name = bool(rois) and all(matches)
     drawn = []
-    outside: list[str] = []
+    outside: list[str] = []  # ROIs wholly outside the image
+    cut: list[str] = []  # ROIs reaching more than 1 px beyond an edge
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # (x, y) extent of all ROIs
     for i, roi in enumerate(rois):
         polygons = _polygons(roi, names[i] or f"#{i + 1}", source)
@@ -348,24 +357,33 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
             x1, y1 = points.max(axis=0)
             if x1 <= 0 or y1 <= 0 or x0 >= shape[1] or y0 >= shape[0]:
                 outside.append(names[i] or f"#{i + 1}")
+            elif min(x0, y0) < -1 or x1 > shape[1] + 1 or y1 > shape[0] + 1:
+                cut.append(names[i] or f"#{i + 1}")
         label = int(matches[i].group(1)) if by_name else i + 1  # type: ignore[union-attr]
-        drawn.append((area, i, label, mask))
-    if outside:
-        where = (
-            f"the {shape[0]}x{shape[1]} (HxW) image; the ROIs span x {lo[0]:g}..{hi[0]:g}, "
-            f"y {lo[1]:g}..{hi[1]:g} pixels"
-        )
-        if len(outside) == len(rois):
+        if not 1 <= label <= np.iinfo(np.uint32).max:
             raise RoiFileError(
-                f"{source}: all {len(rois)} ROIs lie outside {where}: give the size of the "
-                "image they were drawn on"
+                f"{source}: ROI {names[i]!r} names label {label}, outside 1..{np.iinfo(np.uint32).max}"
+                " (0 is background; labels are uint32)"
             )
-        warnings.warn(
-            f"{source}: {len(outside)} of {len(rois)} ROIs lie outside {where}; left out: "
-            + ", ".join(repr(n) for n in outside[:5])
-            + (", ..." if len(outside) > 5 else ""),
-            stacklevel=2,
+        drawn.append((area, i, label, mask))
+    where = (
+        f"the {shape[0]}x{shape[1]} (HxW) image; the ROIs span x {lo[0]:g}..{hi[0]:g}, "
+        f"y {lo[1]:g}..{hi[1]:g} pixels"
+    )
+    if outside and len(outside) == len(rois):
+        raise RoiFileError(
+            f"{source}: all {len(rois)} ROIs lie outside {where}: give the size of the image "
+            "they were drawn on"
         )
+    for found, how in ((outside, "lie outside"), (cut, "reach beyond the edges of")):
+        if found:
+            warnings.warn(
+                f"{source}: {len(found)} of {len(rois)} ROIs {how} {where}"
+                + ("; left out: " if found is outside else "; cut at the edge: ")
+                + ", ".join(repr(n) for n in found[:5])
+                + (", ..." if len(found) > 5 else ""),
+                stacklevel=2,
+            )
     dtype = np.uint32
     labels = np.zeros(shape, dtype=dtype)
     for _, _, label, mask in sorted(drawn, key=lambda d: (-d[0], d[1])):
@@ -379,8 +397,14 @@ def import_roi_set(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         RoiFileError: Not a ROI set, or a ROI that is not an area (the file named).
+
+    Warns:
+        UserWarning: The set holds no ROIs, or some ROIs lie outside ``shape``.
     """
-    return rois_to_labels(read_roi_set(path), shape, source=str(path))
+    rois = read_roi_set(path)
+    if not rois:
+        warnings.warn(f"{path} holds no ROIs: the label image is all background", stacklevel=2)
+    return rois_to_labels(rois, shape, source=str(path))
 
 
 def _polygons(roi, name: str, source: str) -> list[np.ndarray]:
