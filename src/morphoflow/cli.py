@@ -388,8 +388,9 @@ def suggest_contours(
             merge=merge,
         )
         plane = load_channel(image, channel)
-        labels = segment_image(plane).labels
-        rows, polygons = suggest_outlines(labels, table)
+        result = segment_image(plane)
+        labels = result.labels
+        rows, polygons = suggest_outlines(labels, table, result.probabilities)
         found = [
             (Outline(int(row.label), 0, poly), str(row.id))
             for row, poly in zip(rows.itertuples(index=False), polygons, strict=True)

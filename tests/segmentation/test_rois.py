@@ -395,3 +395,21 @@ def test_import_rois_output_must_be_a_new_tiff(tmp_path: Path) -> None:
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "img.tif"), np.ones((8, 8)))
     result = _run("import-rois", tmp_path, "--shape", "8x8", "--out", tmp_path / "x.tif")
     assert result.exit_code == 2 and "is a folder" in result.stderr
+
+
+def test_a_point_on_a_filtered_nucleus_says_so(tmp_path: Path, dna_and_labels) -> None:
+    image, labels = dna_and_labels
+    tifffile.imwrite(tmp_path / "dna.tif", image)
+    (r, c), background = ndi.center_of_mass(labels == 1), np.argwhere(labels == 0)[0]
+    pd.DataFrame({"x": [c + 0.5, background[1] + 0.5], "y": [r + 0.5, background[0] + 0.5]}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
+    result = _run(
+        "suggest-contours", tmp_path / "dna.tif", "--points", tmp_path / "p.csv",
+        "--out", tmp_path / "o", "--views", "1", "--min-diameter", "500",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    reasons = pd.read_csv(tmp_path / "o" / "dna_suggestions.csv", keep_default_na=False)["reason"]
+    assert reasons[0].startswith("no object kept: the model calls this pixel nucleus")
+    assert "--min-diameter" in reasons[0]
+    assert reasons[1].startswith("background")

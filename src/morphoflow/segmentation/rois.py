@@ -497,17 +497,23 @@ def read_points(path: str | Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def suggest_outlines(labels: np.ndarray, points: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+def suggest_outlines(
+    labels: np.ndarray, points: pd.DataFrame, probabilities: np.ndarray | None = None
+) -> tuple[pd.DataFrame, list]:
     """The object outline under each point of a segmentation, for annotation.
 
     A point (x, y) falls in the pixel (row floor(y), column floor(x)). When that pixel holds
     object n, the point's suggestion is n's outer outline (:func:`trace_outline`; for an object
     in several parts, the part under the point). Otherwise the entry is empty with a
-    ``reason``: ``outside the image`` or ``background`` (no nucleus found there).
+    ``reason``: ``outside the image``; ``background`` (no nucleus found there); or, with
+    ``probabilities``, ``no object kept`` when the model calls the pixel nucleus but no object
+    was kept there (the object filters or the threshold left it out).
 
     Args:
         labels: Instance labels (H, W) of the image (e.g. from ``segment_nuclei``).
         points: Table from :func:`read_points` (``id``, ``x``, ``y``).
+        probabilities: Optional class probabilities (3, H, W) (background, interior,
+            boundary) behind ``labels``, e.g. ``Segmentation.probabilities``.
 
     Returns:
         The table (:data:`SUGGESTION_COLUMNS`, one row per point, in order; ``label`` 0,
@@ -522,12 +528,19 @@ def suggest_outlines(labels: np.ndarray, points: pd.DataFrame) -> tuple[pd.DataF
         c, r = math.floor(x), math.floor(y)
         entry = {"id": point.id, "x": x, "y": y, "label": 0, "area": 0, "n_vertices": 0}
         if not (0 <= r < h and 0 <= c < w):
-            rows.append({**entry, "roi": "", "reason": f"outside the image ({w} x {h} px)"})
+            rows.append({**entry, "roi": "", "reason": f"outside the image ({h}x{w} px, HxW)"})
             polygons.append(None)
             continue
         label = int(lab[r, c])
         if label == 0:
-            rows.append({**entry, "roi": "", "reason": "background: no nucleus found there"})
+            nucleus = None if probabilities is None else 1.0 - float(probabilities[0, r, c])
+            reason = (
+                f"no object kept: the model calls this pixel nucleus (p = {nucleus:.2f}), but "
+                "the object filters (--min-diameter / --max-diameter) or --threshold left it out"
+                if nucleus is not None and nucleus >= 0.5
+                else "background: no nucleus found there"
+            )
+            rows.append({**entry, "roi": "", "reason": reason})
             polygons.append(None)
             continue
         parts, _ = ndi.label(lab == label, structure=np.ones((3, 3), dtype=bool))
