@@ -7,8 +7,10 @@ them: make a simulated screen, inspect or validate a screen folder.
 from __future__ import annotations
 
 import json
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,12 +32,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show the UserWarnings raised in the block as one ``warning:`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, UserWarning):
+                    typer.echo(f"warning: {warning.message}", err=True)
 
 
 def _check_parents(out: Path, option: str) -> None:
@@ -175,7 +191,13 @@ def _segmenter(triton_url: str | None, **options: Any):
     shipped default) or the ``nuclei_tta`` model of a Triton server."""
     from morphoflow.segmentation.settings import make_segmenter
 
-    settings = SegmenterSettings.from_params(options, defaults=CLI_DEFAULTS)
+    try:
+        settings = SegmenterSettings.from_params(options, defaults=CLI_DEFAULTS)
+    except ValueError as exc:  # the settings' names -> the command's options
+        message = str(exc)
+        for name in options:
+            message = re.sub(rf"(?<![-\w]){name}\b", "--" + name.replace("_", "-"), message)
+        raise ValueError(message) from None
     if triton_url:
         if not settings.uses_default_model:
             raise ValueError("give either --model or --triton-url, not both")
@@ -281,9 +303,12 @@ def segment(
     )
     from morphoflow.segmentation.segmenter import nuclei_table
 
+    files: list[Path] = []
+    summary = []
     try:
         _output_folder(out)
-        files = collect_images(images)
+        with _warnings_to_stderr():
+            files = collect_images(images)
         unique_stems(files)
         if not tta and views not in (None, 1):
             raise ValueError(
@@ -302,7 +327,6 @@ def segment(
             diameter=diameter,
             merge=merge,
         )
-        summary = []
         for path in track(files, "Segmenting", total=len(files)):
             image = load_channel(path, channel)
             result = segment_image(image)
@@ -312,7 +336,8 @@ def segment(
             )
             summary.append({"image": str(path), "nuclei": int(result.labels.max())})
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, connections
-        _fail(str(exc))
+        done = f" ({len(summary)} of {len(files)} images were written to {out} before)"
+        _fail(str(exc) + (done if summary else ""))
     typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
 
 
@@ -502,11 +527,8 @@ def import_rois(
             if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
                 raise ValueError(f"--shape must be HEIGHTxWIDTH, e.g. 512x640, got {shape!r}")
             size = (int(parts[0]), int(parts[1]))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _warnings_to_stderr():
             labels = import_roi_set(rois, size)
-        for warning in caught:
-            typer.echo(f"warning: {warning.message}", err=True)
         write_labels(out, labels)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
@@ -567,10 +589,7 @@ def score_segmentation(
     typer.echo(json.dumps(report, indent=2))
 
 
-@app.command(
-    "measure",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+@app.command("measure")
 def measure(
     channels: Annotated[
         list[str],

@@ -492,3 +492,34 @@ def test_unloadable_models_are_one_clear_error(
     assert result.exit_code == 2
     assert "models:/nope@champion: no MLflow registry at" in result.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "o").exists()
+
+
+def test_option_errors_name_the_flags_and_h_gives_help(
+    tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    result = _run(
+        "segment", inputs["dna"], "--out", tmp_path / "o", "--min-diameter", "10",
+        "--max-diameter", "5",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--max-diameter (5.0) must be >= --min-diameter (10.0)" in result.stderr
+    assert not (tmp_path / "o").exists()
+    result = _run("segment", "-h")
+    assert result.exit_code == 0 and "--min-diameter" in result.stdout
+
+
+def test_a_failing_image_says_what_was_written_before_it(
+    tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", tifffile.imread(inputs["dna"]))
+    (folder / "b.tif").write_bytes(tifffile.imread(inputs["dna"]).tobytes()[:100])  # not a TIFF
+    (folder / "c.jpg").write_bytes(b"\xff\xd8\xff")
+    result = _run("segment", folder, "--out", tmp_path / "o", "--no-tta")
+    assert result.exit_code == 2
+    assert "warning:" in result.stderr and "c.jpg" in result.stderr and "JPEG" in result.stderr
+    assert "b.tif" in result.stderr
+    assert "(1 of 2 images were written to" in result.stderr
+    assert (tmp_path / "o" / "a_labels.tif").is_file()
+    assert not (tmp_path / "o" / "b_labels.tif").exists()

@@ -413,3 +413,9 @@ def test_a_point_on_a_filtered_nucleus_says_so(tmp_path: Path, dna_and_labels) -
     assert reasons[0].startswith("no object kept: the model calls this pixel nucleus")
     assert "--min-diameter" in reasons[0]
     assert reasons[1].startswith("background")
+
+
+def test_an_id_with_a_slash_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("id,x,y\na,1,2\nb/c,3,4\n")
+    with pytest.raises(RoiFileError, match=r"p.csv line 3: id 'b/c' contains /"):
+        read_points(tmp_path / "p.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,8 +25,14 @@ LABEL_SUFFIXES = ("_labels", "_nuclei_truth", "_masks", "_mask", "_truth")
 def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (non-recursive) into a sorted list of image files.
 
+    In a folder, TIFF and PNG files are taken except ``*_labels`` outputs; other files are
+    skipped, and lossy JPEGs (not fit for measurement) are named in a warning.
+
     Raises:
         FileNotFoundError: A path does not exist or a folder holds no image.
+
+    Warns:
+        UserWarning: A folder holds JPEG files, which are skipped.
     """
     found: list[Path] = []
     for raw in paths:
@@ -36,6 +43,13 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
                 for p in path.iterdir()
                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_labels")
             )
+            jpegs = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+            if jpegs:
+                warnings.warn(
+                    f"{path}: {len(jpegs)} JPEG file(s) skipped (lossy compression alters "
+                    "intensities; give TIFF or PNG): " + ", ".join(jpegs[:5]),
+                    stacklevel=2,
+                )
             if not images:
                 raise FileNotFoundError(f"no .tif/.tiff/.png image in folder {path}")
             found.extend(images)
@@ -75,8 +89,8 @@ def load_channel(path: Path, channel: int | None) -> np.ndarray:
         n = image.shape[0]
         if channel is None:
             raise ValueError(
-                f"{path} has {n} channels (shape {image.shape}, channels first); choose one "
-                "with --channel N"
+                f"{path} has {n} channels of {image.shape[1]}x{image.shape[2]} pixels; choose "
+                f"one with --channel N (0..{n - 1})"
             )
         if not 0 <= channel < n:
             raise ValueError(f"--channel {channel} is out of range for {path} with {n} channels")

@@ -489,8 +489,12 @@ def read_points(path: str | Path) -> pd.DataFrame:
     ids = out["id"]
     if (ids == "").any():
         raise RoiFileError(f"{path} line {int(np.flatnonzero(ids == '')[0]) + 2}: empty id")
-    if ids.str.contains(r"[/\\]").any():
-        raise RoiFileError(f"{path}: ids must not contain / or \\")
+    slashed = ids.str.contains(r"[/\\]").to_numpy()
+    if slashed.any():
+        row = int(np.flatnonzero(slashed)[0])
+        raise RoiFileError(
+            f"{path} line {row + 2}: id {ids.iloc[row]!r} contains / or \\ (ids name ROIs in a zip)"
+        )
     duplicated = ids[ids.duplicated()].unique().tolist()
     if duplicated:
         raise RoiFileError(f"{path}: duplicate ids {duplicated[:5]}")
