@@ -78,3 +78,65 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same resolved path, or hard links to it)."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_parent_folder(path: Path, option: str) -> None:
+    """Refuse a path whose nearest existing parent is a file or is not writable."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {path}: folder {parent} is not writable")
+            return
+
+
+def check_output_file(
+    path: str | Path, option: str, suffixes: tuple[str, ...], kind: str = "a file"
+) -> None:
+    """Refuse an output file path before any work: wrong suffix, a folder, or unwritable.
+
+    Args:
+        path: The output file.
+        option: The argument that gave it, for messages (e.g. ``"--out"``).
+        suffixes: Accepted suffixes, lower case (e.g. ``(".tif", ".tiff")``).
+        kind: What is written there, for messages (e.g. ``"a label TIFF"``).
+
+    Raises:
+        ValueError: ``path`` is a folder, has another suffix, lies under a file, or its folder
+            is not writable (the message names ``option`` and the path).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder: give a file path ending in {suffixes[0]}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {path} must end in {' or '.join(suffixes)} (it gets {kind})")
+    _check_parent_folder(path, option)
+
+
+def check_output_folder(path: str | Path, option: str) -> None:
+    """Refuse an output folder path before any work: an existing file, under a file, or
+    unwritable.
+
+    Raises:
+        ValueError: The message names ``option`` and the path.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file: give a folder for the outputs")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{option} {path}: folder {path} is not writable")
+        return
+    _check_parent_folder(path, option)

@@ -18,6 +18,7 @@ import click
 import typer
 
 import morphoflow
+from morphoflow.atomic import check_output_folder
 from morphoflow.lifecycle.heldout import SEGMENTATION_HELDOUT
 from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings
 
@@ -34,6 +35,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _json(value: Any, **kwargs: Any) -> str:
+    """JSON for stdout; non-ASCII paths stay readable (no \\u escapes)."""
+    return json.dumps(value, ensure_ascii=False, **kwargs)
 
 
 def _fail(message: str) -> None:
@@ -54,34 +60,17 @@ def _warnings_to_stderr() -> Iterator[None]:
                     typer.echo(f"warning: {warning.message}", err=True)
 
 
-def _check_parents(out: Path, option: str) -> None:
-    """Refuse an output whose nearest existing parent is a file, not a folder."""
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{option} {out}: {parent} is a file, not a folder")
-            return
-
-
-def _output_folder(out: Path, option: str = "--out") -> None:
-    """Refuse an output folder that is an existing file, or lies under one."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{option} {out} is a file: give a folder for the outputs")
-    _check_parents(out, option)
-
-
 def _output_file(
-    out: Path, inputs: Sequence[Path | None], suffixes: Sequence[str], option: str = "--out"
+    out: Path, inputs: Sequence[Path | None], suffixes: tuple[str, ...], kind: str
 ) -> None:
-    """Refuse an output file with the wrong suffix, that is a folder, or that is an input."""
-    if out.suffix.lower() not in suffixes:
-        raise ValueError(f"{option} {out} must end in {' or '.join(suffixes)}")
-    if out.is_dir():
-        raise ValueError(f"{option} {out} is a folder: give a file name")
-    _check_parents(out, option)
+    """Refuse an output file with the wrong suffix, that is a folder or an input, or whose
+    folder cannot be written."""
+    from morphoflow.atomic import check_output_file, same_file
+
+    check_output_file(out, "--out", suffixes, kind)
     for path in inputs:
-        if path is not None and out.exists() and path.exists() and out.samefile(path):
-            raise ValueError(f"{option} {out} is the input {path}: choose another file")
+        if path is not None and out.exists() and path.exists() and same_file(out, path):
+            raise ValueError(f"--out {out} is the input {path}: choose another file")
 
 
 @app.callback()
@@ -123,7 +112,7 @@ def simulate_screen(
             summary = simulate(out, preset=preset, seed=seed, progress=True)
     except ValueError as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    typer.echo(_json(summary, indent=2, default=str))
 
 
 @app.command("inspect-screen")
@@ -153,7 +142,7 @@ def inspect_screen(
         ),
         "fingerprint": fingerprint(table, root),
     }
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(_json(summary, indent=2))
 
 
 @app.command("validate-screen")
@@ -181,7 +170,7 @@ def validate_screen_command(
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(
-        json.dumps({k: summary[k] for k in ("success", "n_sites", "data_fingerprint", "warnings")})
+        _json({k: summary[k] for k in ("success", "n_sites", "data_fingerprint", "warnings")})
     )
 
 
@@ -257,8 +246,7 @@ def segment(
         int | None,
         typer.Option(
             help="Number of TTA views, 1..8 (1, 2, 4 or 8 are exact symmetry groups). "
-            f"Default: {len(CLI_DEFAULTS.views)} (morphoflow.segmentation.settings.CLI_DEFAULTS); "
-            "--no-tta means 1.",
+            f"Default: {len(CLI_DEFAULTS.views)}; --no-tta means 1.",
             show_default=False,
         ),
     ] = None,
@@ -306,7 +294,7 @@ def segment(
     files: list[Path] = []
     summary = []
     try:
-        _output_folder(out)
+        check_output_folder(out, "--out")
         with _warnings_to_stderr():
             files = collect_images(images)
         unique_stems(files)
@@ -338,7 +326,7 @@ def segment(
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: files, connections
         done = f" ({len(summary)} of {len(files)} images were written to {out} before)"
         _fail(str(exc) + (done if summary else ""))
-    typer.echo(json.dumps({"out": str(out), "views": n_views, "images": summary}, indent=2))
+    typer.echo(_json({"out": str(out), "views": n_views, "images": summary}, indent=2))
 
 
 @app.command("suggest-contours")
@@ -361,7 +349,8 @@ def suggest_contours(
         ),
     ],
     views: Annotated[
-        int, typer.Option(help="Number of TTA views, 1..8 (default: CLI_DEFAULTS).")
+        int,
+        typer.Option(help="Number of TTA views, 1..8 (1, 2, 4 or 8 are exact symmetry groups)."),
     ] = len(CLI_DEFAULTS.views),
     model: Annotated[
         str | None,
@@ -400,7 +389,7 @@ def suggest_contours(
     )
 
     try:
-        _output_folder(out)
+        check_output_folder(out, "--out")
         table = read_points(points)
         segment_image = _segmenter(
             triton_url,
@@ -441,7 +430,7 @@ def suggest_contours(
         "outlines": len(found),
         "empty": int((rows["reason"] != "").sum()),
     }
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(_json(summary, indent=2))
 
 
 @app.command("export-rois")
@@ -469,7 +458,7 @@ def export_rois(
 
     summary = []
     try:
-        _output_folder(out)
+        check_output_folder(out, "--out")
         stems: dict[str, Path] = {}
         for path in labels:
             if base_stem(path) in stems:
@@ -490,7 +479,7 @@ def export_rois(
             summary.append({"labels": str(path), "objects": objects, "rois": n})
     except (ValueError, OSError) as exc:
         _fail(str(exc))
-    typer.echo(json.dumps({"out": str(out), "images": summary}, indent=2))
+    typer.echo(_json({"out": str(out), "images": summary}, indent=2))
 
 
 @app.command("import-rois")
@@ -517,7 +506,7 @@ def import_rois(
     from morphoflow.segmentation.rois import import_roi_set
 
     try:
-        _output_file(out, [rois, like], (".tif", ".tiff"))
+        _output_file(out, [rois, like], (".tif", ".tiff"), "a label TIFF")
         if (like is None) == (shape is None):
             raise ValueError("give the label image's size with exactly one of --like or --shape")
         if like is not None:
@@ -533,16 +522,25 @@ def import_rois(
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     n = int(np.count_nonzero(np.unique(labels)))
-    typer.echo(json.dumps({"rois": str(rois), "out": str(out), "objects": n, "shape": list(size)}))
+    typer.echo(_json({"rois": str(rois), "out": str(out), "objects": n, "shape": list(size)}))
 
 
 @app.command("score-segmentation")
 def score_segmentation(
     pred: Annotated[
-        Path, typer.Option("--pred", help="Folder of predicted label images (<stem>_labels.tif).")
+        Path,
+        typer.Option(
+            "--pred",
+            help="Folder of predicted label images, e.g. segment's <stem>_labels.tif.",
+        ),
     ],
     truth: Annotated[
-        Path, typer.Option("--truth", help="Folder of ground-truth label images, paired by stem.")
+        Path,
+        typer.Option(
+            "--truth",
+            help="Folder of ground-truth label images, paired by name: x.tif, x_labels.tif, "
+            "x_mask(s).tif, x_truth.tif and x_nuclei_truth.tif all pair with x (TIFF or PNG).",
+        ),
     ],
 ) -> None:
     """Print the DSB 2018 score (mean over IoU thresholds 0.50-0.95) of predictions as JSON.
@@ -586,7 +584,7 @@ def score_segmentation(
             stem: round(s.score, 6) for (stem, _, _), s in zip(pairs, score.images, strict=True)
         },
     }
-    typer.echo(json.dumps(report, indent=2))
+    typer.echo(_json(report, indent=2))
 
 
 @app.command("measure")
@@ -637,7 +635,7 @@ def measure(
         )
     except (ValueError, OSError) as exc:  # OSError: a write refused by the system
         _fail(str(exc))
-    typer.echo(json.dumps({"out": str(out), "objects": len(table), "features": table.shape[1] - 2}))
+    typer.echo(_json({"out": str(out), "objects": len(table), "features": table.shape[1] - 2}))
 
 
 # --- model lifecycle: registry, gated promotion, rollback ---------------------------------
@@ -680,7 +678,7 @@ def register_unet_command(
         result = register_unet(model, name=name, heldout=heldout)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(result, indent=2, default=str))
+    typer.echo(_json(result, indent=2, default=str))
 
 
 @app.command("promote")
@@ -712,7 +710,7 @@ def promote_command(
         _refused(f"refused: {exc.decision.line()}")
     except ValueError as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(decision.to_dict(), indent=2))
+    typer.echo(_json(decision.to_dict(), indent=2))
 
 
 @app.command("rollback")
@@ -729,7 +727,7 @@ def rollback_command(
         _refused(f"refused: {exc}")
     except ValueError as exc:
         _fail(str(exc))
-    typer.echo(json.dumps(decision.to_dict(), indent=2))
+    typer.echo(_json(decision.to_dict(), indent=2))
 
 
 @app.command("freeze-heldout")
@@ -783,7 +781,7 @@ def freeze_heldout_command(
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     summary = {"heldout": str(held.root), "kind": held.kind, "files": len(held.files)}
-    typer.echo(json.dumps({**summary, "manifest_sha256": held.digest, "source": held.source}))
+    typer.echo(_json({**summary, "manifest_sha256": held.digest, "source": held.source}))
 
 
 def _add_triton_commands() -> None:

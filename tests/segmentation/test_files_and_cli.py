@@ -523,3 +523,16 @@ def test_a_failing_image_says_what_was_written_before_it(
     assert "(1 of 2 images were written to" in result.stderr
     assert (tmp_path / "o" / "a_labels.tif").is_file()
     assert not (tmp_path / "o" / "b_labels.tif").exists()
+
+
+def test_folder_of_outputs_only_and_unreadable_files_are_explained(tmp_path: Path) -> None:
+    write_labels(tmp_path / "f" / "site_labels.tif", np.ones((8, 8), np.uint16))
+    result = _run("segment", tmp_path / "f", "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "no .tif/.tiff/.png image in folder" in result.stderr
+    assert "1 *_labels file(s) skipped" in result.stderr
+    (tmp_path / "notes.png").write_text("x,y\n1,2\n")
+    result = _run("segment", tmp_path / "notes.png", "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "cannot read image" in result.stderr and "not a TIFF/PNG file" in result.stderr
+    assert "pip install" not in result.stderr  # imageio's install advice is cut

@@ -132,7 +132,9 @@ def test_cli_filters_match_the_library_and_the_table(tmp_path: Path, unfiltered)
         ["segment", str(tmp_path / "scene.tif"), "--out", str(tmp_path / "x"), "--min-diameter"]
         + ["9", "--max-diameter", "8"],
     )
-    assert bad.exit_code == 2 and "max_diameter (8.0) must be >= min_diameter (9.0)" in bad.stderr
+    assert (
+        bad.exit_code == 2 and "--max-diameter (8.0) must be >= --min-diameter (9.0)" in bad.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- rescaling

@@ -419,3 +419,24 @@ def test_an_id_with_a_slash_names_its_line(tmp_path: Path) -> None:
     (tmp_path / "p.csv").write_text("id,x,y\na,1,2\nb/c,3,4\n")
     with pytest.raises(RoiFileError, match=r"p.csv line 3: id 'b/c' contains /"):
         read_points(tmp_path / "p.csv")
+
+
+def test_points_in_fiji_forms_are_read(tmp_path: Path) -> None:
+    (tmp_path / "semi.csv").write_text("x;y\n10;12\n3.5;4\n")
+    (tmp_path / "results.tsv").write_text(" \tX\tY\n1\t10\t12\n")
+    (tmp_path / "bom.csv").write_bytes("\ufeffx,y\n1.5,2.5\n".encode())
+    assert read_points(tmp_path / "semi.csv")[["x", "y"]].to_numpy().tolist() == [
+        [10.0, 12.0],
+        [3.5, 4.0],
+    ]
+    assert read_points(tmp_path / "results.tsv")[["x", "y"]].to_numpy().tolist() == [[10.0, 12.0]]
+    assert read_points(tmp_path / "bom.csv")[["x", "y"]].to_numpy().tolist() == [[1.5, 2.5]]
+
+
+def test_rois_hidden_under_others_are_warned(tmp_path: Path) -> None:
+    square = [[2, 2], [6, 2], [6, 6], [2, 6]]
+    twice = [roifile.ImagejRoi.frompoints(square, name=n) for n in ("n1", "n2")]
+    roifile.roiwrite(tmp_path / "twice.zip", twice, mode="w")  # one nucleus clicked twice
+    with pytest.warns(UserWarning, match=r"1 of 2 ROIs leave no pixel.*'n1'"):
+        labels = import_roi_set(tmp_path / "twice.zip", (10, 10))
+    assert np.unique(labels).tolist() == [0, 2]

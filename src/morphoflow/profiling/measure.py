@@ -24,14 +24,13 @@ a refused or failed run writes nothing.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from morphoflow.atomic import atomic_path
+from morphoflow.atomic import atomic_path, check_output_file, same_file
 from morphoflow.profiling.cells import segment_cells
 from morphoflow.profiling.classical import (
     FEATURE_SET_COLUMN,
@@ -81,42 +80,24 @@ _LABEL_MAX = int(np.iinfo(np.int32).max)
 
 def _check_output(path: Path, arg: str, suffixes: tuple[str, ...], kind: str) -> None:
     """Refuse an output path that cannot be written: wrong suffix, a folder, under a file."""
-    if path.is_dir():
-        raise MeasureError(f"{arg} {path} is a folder: give a file path ending in {suffixes[0]}")
-    if path.suffix.lower() not in suffixes:
-        raise MeasureError(
-            f"{arg} {path} must end in {' or '.join(suffixes)} ({arg} writes {kind})"
-        )
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise MeasureError(f"{arg} {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise MeasureError(f"{arg} {path}: folder {parent} is not writable")
-            return
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
     try:
-        return os.path.samefile(a, b)  # hard links
-    except OSError:
-        return False
+        check_output_file(path, arg, suffixes, kind)
+    except ValueError as exc:
+        raise MeasureError(str(exc)) from None
 
 
 def _check_outputs_apart(inputs: Mapping[str, Path], outputs: Mapping[str, Path]) -> None:
     """Refuse an output that is an input file, or two outputs that are the same file."""
     for out_what, out_path in outputs.items():
         for in_what, in_path in inputs.items():
-            if _same_file(out_path, in_path):
+            if same_file(out_path, in_path):
                 raise MeasureError(
                     f"{out_what} {out_path} is the input file {in_what} {in_path}: "
                     "writing it would overwrite the input; choose another output path"
                 )
     (a, pa), *rest = outputs.items()
     for b, pb in rest:
-        if _same_file(pa, pb):
+        if same_file(pa, pb):
             raise MeasureError(f"{a} {pa} and {b} {pb} are the same file: give two paths")
 
 

@@ -96,7 +96,12 @@ def read_image(path: str | Path) -> np.ndarray:
             array = np.asarray(skimage.io.imread(path))
             axes = "YXS"[: array.ndim] if array.ndim <= 3 else ""
     except Exception as exc:  # tifffile/imagecodecs raise many types for corrupt data
-        raise ImageReadError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""  # imageio appends install advice
+        raise ImageReadError(
+            f"cannot read image {path} (corrupt, truncated, or not a TIFF/PNG file): "
+            f"{type(exc).__name__}: {first}"
+        ) from exc
     if array.ndim < 2 or array.size == 0:
         raise ImageReadError(f"image {path} has no pixels (shape {array.shape})")
     return channels_first(array, axes, path)

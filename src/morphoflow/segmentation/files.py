@@ -51,7 +51,15 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
                     stacklevel=2,
                 )
             if not images:
-                raise FileNotFoundError(f"no .tif/.tiff/.png image in folder {path}")
+                own = [p.name for p in path.iterdir() if p.stem.endswith("_labels")]
+                raise FileNotFoundError(
+                    f"no .tif/.tiff/.png image in folder {path}"
+                    + (
+                        f" ({len(own)} *_labels file(s) skipped: segment's own outputs)"
+                        if own
+                        else ""
+                    )
+                )
             found.extend(images)
         elif path.is_file():
             found.append(path)

@@ -331,7 +331,9 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
         ValueError: ``shape`` is not two positive ints.
 
     Warns:
-        UserWarning: Some, not all, ROIs lie wholly outside ``shape`` (they are left out).
+        UserWarning: Some, not all, ROIs lie wholly outside ``shape`` (they are left out),
+            reach beyond its edges (they are cut), or leave no pixel in the label image
+            (hidden under overlapping ROIs, or covering no pixel centre).
     """
     if len(shape) != 2 or any(int(s) < 1 for s in shape):
         raise ValueError(f"shape must be (H, W) with H, W >= 1, got {tuple(shape)}")
@@ -341,6 +343,7 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     by_name = bool(rois) and all(matches)
     drawn = []
     outside: list[str] = []  # ROIs wholly outside the image
+    outside_index: set[int] = set()
     cut: list[str] = []  # ROIs reaching more than 1 px beyond an edge
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # (x, y) extent of all ROIs
     for i, roi in enumerate(rois):
@@ -357,6 +360,7 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
             x1, y1 = points.max(axis=0)
             if x1 <= 0 or y1 <= 0 or x0 >= shape[1] or y0 >= shape[0]:
                 outside.append(names[i] or f"#{i + 1}")
+                outside_index.add(i)
             elif min(x0, y0) < -1 or x1 > shape[1] + 1 or y1 > shape[0] + 1:
                 cut.append(names[i] or f"#{i + 1}")
         label = int(matches[i].group(1)) if by_name else i + 1  # type: ignore[union-attr]
@@ -388,6 +392,20 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     labels = np.zeros(shape, dtype=dtype)
     for _, _, label, mask in sorted(drawn, key=lambda d: (-d[0], d[1])):
         labels[mask] = label
+    hidden = [
+        names[i] or f"#{i + 1}"
+        for _, i, label, mask in drawn
+        if i not in outside_index and not (labels[mask] == label).any()
+    ]
+    if hidden:
+        warnings.warn(
+            f"{source}: {len(hidden)} of {len(rois)} ROIs leave no pixel in the label image "
+            "(covered by a smaller or later ROI that overlaps it, e.g. the same outline twice, "
+            "or covering no pixel centre): "
+            + ", ".join(repr(n) for n in hidden[:5])
+            + (", ..." if len(hidden) > 5 else ""),
+            stacklevel=2,
+        )
     return labels
 
 
@@ -399,7 +417,7 @@ def import_roi_set(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         RoiFileError: Not a ROI set, or a ROI that is not an area (the file named).
 
     Warns:
-        UserWarning: The set holds no ROIs, or some ROIs lie outside ``shape``.
+        UserWarning: The set holds no ROIs; and as :func:`rois_to_labels`.
     """
     rois = read_roi_set(path)
     if not rois:
@@ -445,6 +463,9 @@ SUGGESTION_COLUMNS = ["id", "x", "y", "label", "area", "n_vertices", "roi", "rea
 def read_points(path: str | Path) -> pd.DataFrame:
     """Read a points CSV: columns ``x``, ``y`` (pixels, ImageJ coordinates), optional ``id``.
 
+    The separator (comma, semicolon, tab) is detected, and column names are matched without
+    regard to case when there is no exact match (Fiji's Results tables have ``X``, ``Y``).
+
     Returns:
         DataFrame with ``id`` (str; the 1-based row number when there is no id column), ``x``,
         ``y`` (float64).
@@ -458,11 +479,17 @@ def read_points(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"points file not found: {path}")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:  # the separator is sniffed: comma, semicolon or tab (Fiji's Results tables)
+        table = pd.read_csv(
+            path, dtype=str, keep_default_na=False, sep=None, engine="python", encoding="utf-8-sig"
+        )
     except Exception as exc:
         raise RoiFileError(f"{path}: cannot read the points CSV: {exc}") from exc
     table.columns = [str(c).strip() for c in table.columns]
+    for name in ("x", "y", "id"):  # Fiji writes X, Y
+        upper = [c for c in table.columns if c.lower() == name]
+        if name not in table.columns and len(upper) == 1:
+            table = table.rename(columns={upper[0]: name})
     missing = [c for c in ("x", "y") if c not in table.columns]
     if missing:
         raise RoiFileError(
