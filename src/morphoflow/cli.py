@@ -538,8 +538,9 @@ def score_segmentation(
         Path,
         typer.Option(
             "--truth",
-            help="Folder of ground-truth label images, paired by name: x.tif, x_labels.tif, "
-            "x_mask(s).tif, x_truth.tif and x_nuclei_truth.tif all pair with x (TIFF or PNG).",
+            help="Folder of ground-truth label images, paired by name: x.tif, x_label(s).tif, "
+            "x_mask(s).tif, x_cp_masks.png, x_truth.tif and x_nuclei_truth.tif all pair with x "
+            "(TIFF or PNG).",
         ),
     ],
 ) -> None:

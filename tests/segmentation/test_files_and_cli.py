@@ -153,9 +153,12 @@ def test_score_truth_without_prediction_fails(
     write_labels(pred / "siteA_labels.tif", truth)
     write_labels(truth_dir / "siteA_labels.tif", truth)
     write_labels(truth_dir / "siteC_nuclei_truth.tif", truth)
+    write_labels(pred / "siteD_seg.tif", truth)  # a name that pairs with nothing
     result = _run("score-segmentation", "--pred", pred, "--truth", truth_dir)
     assert result.exit_code == 2
     assert "siteC_nuclei_truth.tif" in result.stderr
+    assert "predictions without truth: siteD_seg.tif" in result.stderr
+    assert "dropping one of _labels" in result.stderr
 
 
 def test_score_perfect_prediction_is_one(
@@ -205,6 +208,8 @@ def test_score_67600_nuclei_is_one_in_bounded_memory(tmp_path: Path) -> None:
         ("x_masks.png", "x"),
         ("x_mask.png", "x"),
         ("x_truth.TIF", "x"),
+        ("x_cp_masks.png", "x"),  # Cellpose's output
+        ("x_label.tif", "x"),
         ("a_mask_labels.tif", "a_mask"),  # one suffix stripped
         ("a_labels_b.tif", "a_labels_b"),  # only at the end
         ("plain", "plain"),

@@ -19,7 +19,16 @@ from morphoflow.screen.io import (
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: Suffixes stripped from file stems to pair predictions with ground truth.
-LABEL_SUFFIXES = ("_labels", "_nuclei_truth", "_masks", "_mask", "_truth")
+#: Longer suffixes first: ``_cp_masks`` (Cellpose's output) before ``_masks``.
+LABEL_SUFFIXES = (
+    "_labels",
+    "_label",
+    "_nuclei_truth",
+    "_cp_masks",
+    "_masks",
+    "_mask",
+    "_truth",
+)
 
 
 def collect_images(paths: Iterable[str | Path]) -> list[Path]:
@@ -199,9 +208,19 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
     preds, truths = label_file_index(pred_dir), label_file_index(truth_dir)
     missing = sorted(set(truths) - set(preds))
     if missing:
+        unpaired = sorted(set(preds) - set(truths))
         raise FileNotFoundError(
             f"{len(missing)} truth image(s) have no prediction in {pred_dir}: "
             + ", ".join(str(truths[m].name) for m in missing[:5])
+            + (
+                " (predictions without truth: "
+                + ", ".join(str(preds[u].name) for u in unpaired[:5])
+                + ")"
+                if unpaired
+                else ""
+            )
+            + "; files pair when their names match after dropping one of "
+            + ", ".join(LABEL_SUFFIXES)
         )
     pairs = [(stem, preds[stem], truths[stem]) for stem in sorted(truths)]
     for _, pred, truth in pairs:
