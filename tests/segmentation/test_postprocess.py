@@ -21,6 +21,7 @@ from morphoflow.segmentation.postprocess import (
     normalize_image,
     probabilities_to_labels,
 )
+from morphoflow.simulate import render_site
 from morphoflow.simulate.nuclei import empty_field
 
 
@@ -321,6 +322,15 @@ def test_empty_field_test_settings_and_errors() -> None:
     assert foreground_contrast(flat) == 0.0 and not normalize_image(flat).any()
     tiny = empty_field(np.random.default_rng(0), (8, 8))
     assert not is_empty_field(tiny)  # too small to tell: normalised as before
+    # thin strips are judged when long enough: noise is empty, a strip through nuclei is not
+    rng = np.random.default_rng(3)
+    for shape in ((3, 256), (256, 8), (5000, 3)):
+        assert is_empty_field(rng.normal(1000, 30, shape)), shape
+    assert not is_empty_field(rng.normal(1000, 30, (2, 256)))  # 2 px: too thin to tell
+    assert not is_empty_field(rng.normal(1000, 30, (3, 63)))  # too short
+    sites, labels = render_site(3, size=256, n_cells=10)
+    row = int(np.argmax((labels > 0).sum(axis=1)))
+    assert not is_empty_field(sites[0][row - 1 : row + 2])  # 3 px through nuclei
     np.testing.assert_array_equal(normalize_image(tiny), normalize_image(tiny, empty_contrast=None))
     stack = np.stack([empty_field(np.random.default_rng(0), (64, 64)), _blobs(4000, 64)])
     per_channel = normalize_image(stack, channel_axis=0)

@@ -314,7 +314,16 @@ EMPTY_FIELD_SMOOTHING: float = 2.0
 """Gaussian sigma (pixels) of the smoothing in :func:`foreground_contrast`."""
 
 EMPTY_FIELD_MIN_SIDE: int = 16
-"""Images with a side shorter than this are never called empty (too few pixels to tell)."""
+"""Images with a side shorter than this are never called empty (too few pixels to tell), except
+strips (:data:`EMPTY_FIELD_STRIP_SIDES`). Nucleus-centred 4-8 px squares score 0-1: the
+quadratic background absorbs the nucleus."""
+
+EMPTY_FIELD_STRIP_SIDES: tuple[int, int] = (3, 64)
+"""(short, long) minimum sides of a thin strip that is still judged: a strip's long side holds
+enough background for the fit. Measured (400 noise images per shape, this statistic): noise strips
+of 3-15 x 64-5,000 px (Gaussian, uniform 8-bit, Poisson mean 3, 20 % gradients) score <= 8.8;
+3- and 8-px strips through simulated nuclei >= 273, through real HeLa t13 and the DSB 2018
+image >= 16.4 (1,700 strips, none below 10). 2-px strips of Poisson noise reach 14."""
 
 
 def noise_sigma(img: np.ndarray) -> float:
@@ -443,7 +452,8 @@ def normalize_image(
 
     Empty fields. Stretching an image that holds only background and noise to [0, 1] turns an
     illumination gradient or noise into bright "nuclei". A 2-D image (or 2-D slice along
-    ``channel_axis``) with both sides >= :data:`EMPTY_FIELD_MIN_SIDE` whose
+    ``channel_axis``) with both sides >= :data:`EMPTY_FIELD_MIN_SIDE` (or a strip of at least
+    :data:`EMPTY_FIELD_STRIP_SIDES`) whose
     :func:`foreground_contrast` is below ``empty_contrast`` is therefore normalised to zeros,
     like a constant image. Images with real nuclei are far above the default threshold and are
     normalised exactly as without this test. This is the one normalisation of training,
@@ -498,8 +508,9 @@ def is_empty_field(img: np.ndarray, empty_contrast: float = EMPTY_FIELD_CONTRAST
         empty_contrast: Threshold in noise standard deviations.
 
     Returns:
-        True when both sides are >= :data:`EMPTY_FIELD_MIN_SIDE` and the
-        :func:`foreground_contrast` is below ``empty_contrast``.
+        True when both sides are >= :data:`EMPTY_FIELD_MIN_SIDE`, or the image is a strip at
+        least :data:`EMPTY_FIELD_STRIP_SIDES` in size, and the :func:`foreground_contrast` is
+        below ``empty_contrast``.
 
     Raises:
         ValueError: ``img`` is not 2-D.
@@ -507,7 +518,9 @@ def is_empty_field(img: np.ndarray, empty_contrast: float = EMPTY_FIELD_CONTRAST
     arr = np.asarray(img)
     if arr.ndim != 2:
         raise ValueError(f"img must be 2-D (H, W), got shape {arr.shape}")
-    if min(arr.shape) < EMPTY_FIELD_MIN_SIDE:
+    short, long = min(arr.shape), max(arr.shape)
+    strip_short, strip_long = EMPTY_FIELD_STRIP_SIDES
+    if short < EMPTY_FIELD_MIN_SIDE and (short < strip_short or long < strip_long):
         return False
     return foreground_contrast(arr) < float(empty_contrast)
 
