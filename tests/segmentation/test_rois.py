@@ -440,3 +440,22 @@ def test_rois_hidden_under_others_are_warned(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"1 of 2 ROIs leave no pixel.*'n1'"):
         labels = import_roi_set(tmp_path / "twice.zip", (10, 10))
     assert np.unique(labels).tolist() == [0, 2]
+
+
+def test_import_memory_grows_with_the_rois_not_rois_times_image(tmp_path: Path) -> None:
+    # each ROI used to keep a full-image mask: 196 ROIs x 512 x 512 = 49 MiB (2,048 px, 3,136
+    # ROIs: 13 GB); filled inside its bounding box, a ROI costs about its own size
+    import tracemalloc
+
+    yy, xx = np.mgrid[:512, :512]
+    labels = ((yy // 37) * 14 + xx // 37 + 1).astype(np.uint32)
+    labels[(yy % 37 >= 31) | (xx % 37 >= 31)] = 0
+    assert export_roi_set(labels, tmp_path / "grid.zip") == 196
+    tracemalloc.start()
+    try:
+        back = import_roi_set(tmp_path / "grid.zip", (512, 512))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(back, labels)
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"

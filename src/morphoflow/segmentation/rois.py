@@ -348,11 +348,8 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # (x, y) extent of all ROIs
     for i, roi in enumerate(rois):
         polygons = _polygons(roi, names[i] or f"#{i + 1}", source)
-        mask = np.zeros(shape, dtype=bool)
-        area = 0.0
-        for poly in polygons:
-            mask ^= fill_polygon(poly, shape)
-            area += abs(_shoelace(poly))
+        box, mask = _fill_in_box(polygons, shape)  # the ROI's box only: memory ~ its size
+        area = sum(abs(_shoelace(poly)) for poly in polygons)
         points = np.concatenate(polygons) if polygons else np.zeros((0, 2))
         if len(points):
             lo, hi = np.minimum(lo, points.min(axis=0)), np.maximum(hi, points.max(axis=0))
@@ -369,7 +366,7 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
                 f"{source}: ROI {names[i]!r} names label {label}, outside 1..{np.iinfo(np.uint32).max}"
                 " (0 is background; labels are uint32)"
             )
-        drawn.append((area, i, label, mask))
+        drawn.append((area, i, label, box, mask))
     where = (
         f"the {shape[0]}x{shape[1]} (HxW) image; the ROIs span x {lo[0]:g}..{hi[0]:g}, "
         f"y {lo[1]:g}..{hi[1]:g} pixels"
@@ -390,12 +387,12 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
             )
     dtype = np.uint32
     labels = np.zeros(shape, dtype=dtype)
-    for _, _, label, mask in sorted(drawn, key=lambda d: (-d[0], d[1])):
-        labels[mask] = label
+    for _, _, label, box, mask in sorted(drawn, key=lambda d: (-d[0], d[1])):
+        labels[box][mask] = label
     hidden = [
         names[i] or f"#{i + 1}"
-        for _, i, label, mask in drawn
-        if i not in outside_index and not (labels[mask] == label).any()
+        for _, i, label, box, mask in drawn
+        if i not in outside_index and not (labels[box][mask] == label).any()
     ]
     if hidden:
         warnings.warn(
@@ -407,6 +404,28 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
             stacklevel=2,
         )
     return labels
+
+
+def _fill_in_box(
+    polygons: Sequence[np.ndarray], shape: tuple[int, int]
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """:func:`fill_polygon` of one ROI's polygons (even-odd), within their bounding box.
+
+    Returns:
+        The box (row and column slices of ``shape``) and the mask inside it; the same pixels as
+        filling the whole image, since the polygons are moved by whole pixels.
+    """
+    if not polygons:
+        return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), dtype=bool)
+    points = np.concatenate(polygons)
+    r0 = min(max(0, math.floor(float(points[:, 1].min()))), shape[0])
+    r1 = max(min(shape[0], math.ceil(float(points[:, 1].max())) + 1), r0)
+    c0 = min(max(0, math.floor(float(points[:, 0].min()))), shape[1])
+    c1 = max(min(shape[1], math.ceil(float(points[:, 0].max())) + 1), c0)
+    mask = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+    for poly in polygons:
+        mask ^= fill_polygon(np.asarray(poly, dtype=np.float64) - (c0, r0), mask.shape)
+    return (slice(r0, r1), slice(c0, c1)), mask
 
 
 def import_roi_set(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
