@@ -183,6 +183,22 @@ class Outline:
         return f"label_{self.label}" if self.part == 0 else f"label_{self.label}_part_{self.part}"
 
 
+def _object_boxes(
+    lab: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[slice, slice] | None]]:
+    """Objects indexed 1..n: (label of each index, index image, bounding box of each index).
+
+    ``ndi.find_objects`` on the labels themselves would allocate one slot per label value up to
+    the largest (a label of 4e9: MemoryError); the index image has n + 1 values.
+    """
+    values, compact = np.unique(lab, return_inverse=True)
+    compact = compact.reshape(lab.shape)
+    if values[0] != 0:  # no background pixel: index 0 is an object, shift it to 1
+        compact = compact + 1
+        values = np.concatenate([[0], values])
+    return values, compact, ndi.find_objects(compact)
+
+
 def label_outlines(labels: np.ndarray) -> list[Outline]:
     """Outer outlines of every object of a label image, by label then part.
 
@@ -199,14 +215,9 @@ def label_outlines(labels: np.ndarray) -> list[Outline]:
     lab = check_label_image(labels, "labels")
     if lab.ndim != 2:
         raise ValueError(f"labels must be 2-D (H, W), got shape {lab.shape}")
-    # find_objects allocates one slot per label value up to the largest: index 1..n instead
-    values, compact = np.unique(lab, return_inverse=True)
-    compact = compact.reshape(lab.shape)
-    if values[0] != 0:  # no background pixel: index 0 is an object, shift it to 1
-        compact = compact + 1
-        values = np.concatenate([[0], values])
+    values, compact, boxes = _object_boxes(lab)
     outlines: list[Outline] = []
-    for index, box in enumerate(ndi.find_objects(compact), start=1):
+    for index, box in enumerate(boxes, start=1):
         if box is None:
             continue
         crop = compact[box] == index
@@ -572,6 +583,7 @@ def suggest_outlines(
     """
     lab = check_label_image(labels, "labels")
     h, w = lab.shape
+    _, compact, boxes = _object_boxes(lab)  # each outline is traced in its object's box
     rows, polygons = [], []
     for point in points.itertuples(index=False):
         x, y = float(point.x), float(point.y)
@@ -593,9 +605,11 @@ def suggest_outlines(
             rows.append({**entry, "roi": "", "reason": reason})
             polygons.append(None)
             continue
-        parts, _ = ndi.label(lab == label, structure=np.ones((3, 3), dtype=bool))
-        part = parts == parts[r, c]
-        outline = trace_outline(part)
+        index = int(compact[r, c])
+        box = boxes[index - 1]
+        parts, _ = ndi.label(compact[box] == index, structure=np.ones((3, 3), dtype=bool))
+        part = parts == parts[r - box[0].start, c - box[1].start]
+        outline = trace_outline(part) + np.array([box[1].start, box[0].start], dtype=np.int64)
         rows.append(
             {
                 **entry,
