@@ -305,3 +305,17 @@ def test_an_intensity_image_given_as_nuclei_is_refused(field, tmp_path: Path) ->
     assert "--nuclei" in result.stderr and "dna.tif" in result.stderr
     assert "does not look like a label image" in result.stderr
     assert not out.exists()
+
+
+def test_wide_or_signed_integer_channels_are_refused(field, tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    dna = field["image"][0].astype(np.int32)
+    for dtype, values in ((np.int32, dna), (np.int16, dna - 150)):  # -50 at the darkest
+        path = tmp_path / f"dna_{np.dtype(dtype).name}.tif"
+        tifffile.imwrite(path, values.astype(dtype))
+        channels = [f"DNA={path}", *_channel_args(field)[1:]]
+        result = _run([*channels, "--nuclei", field["dir"] / "nuclei.tif", "--out", out])
+        assert result.exit_code == 2, result.output
+        assert f"channel DNA ({path})" in result.stderr
+        assert np.dtype(dtype).name in result.stderr and "uint16" in result.stderr
+    assert not out.exists()

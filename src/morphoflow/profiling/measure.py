@@ -123,6 +123,15 @@ def _check_growth_channels(names: list[str]) -> None:
 def _scaled_plane(plane: np.ndarray, name: str, path: Path) -> np.ndarray:
     """CellProfiler's [0, 1] scaling of one channel; a float file must already be in [0, 1]."""
     if np.issubdtype(plane.dtype, np.integer):
+        if plane.dtype.itemsize > 2 or (plane.size and plane.min() < 0):
+            # divided by 2^31 - 1, counts become ~1e-6; negative counts do not exist
+            raise MeasureError(
+                f"channel {name} ({path}) is a {plane.dtype} image"
+                + (f" with values down to {plane.min()}" if plane.min() < 0 else "")
+                + ": microscope channels are 8- or 16-bit unsigned (uint8 / uint16, divided by "
+                "their maximum as CellProfiler does) or float in [0, 1]; convert it (is it a "
+                "label image?)"
+            )
         # a 12-bit camera's uint16 data stays below 4095 / 65535
         return plane.astype(np.float64) / round(1.0 / intensity_scale_for(plane.dtype))
     values = plane.astype(np.float64)
