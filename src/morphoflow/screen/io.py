@@ -242,16 +242,16 @@ def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
             "object pixels carry different values, where an instance label image gives each "
             "object one value (0 = background). Was an intensity image given instead of labels?"
         )
-    values = np.unique(arr[arr != 0]) if arr.size else arr
-    if values.size == 1:
+    foreground = arr[arr != 0]
+    if foreground.size and foreground.min() == foreground.max():  # a single object value
         from scipy import ndimage as ndi
 
         n_parts = ndi.label(arr != 0, structure=np.ones((3,) * arr.ndim, dtype=bool))[1]
         if n_parts >= BINARY_MASK_PARTS:
             raise ImageReadError(
                 f"{source} looks like a binary mask, not instance labels: one value "
-                f"({values[0]}) for {n_parts} separate objects. Number the objects 1..n first "
-                "(e.g. skimage.measure.label)"
+                f"({foreground[0]}) for {n_parts} separate objects. Number the objects 1..n "
+                "first (e.g. skimage.measure.label)"
             )
     return labels
 
