@@ -18,7 +18,7 @@ import click
 import typer
 
 import morphoflow
-from morphoflow.atomic import check_output_folder
+from morphoflow.atomic import check_output_file, check_output_folder, same_file
 from morphoflow.lifecycle.heldout import SEGMENTATION_HELDOUT
 from morphoflow.segmentation.settings import CLI_DEFAULTS, SegmenterSettings
 
@@ -65,8 +65,6 @@ def _output_file(
 ) -> None:
     """Refuse an output file with the wrong suffix, that is a folder or an input, or whose
     folder cannot be written."""
-    from morphoflow.atomic import check_output_file, same_file
-
     check_output_file(out, "--out", suffixes, kind)
     for path in inputs:
         if path is not None and out.exists() and path.exists() and same_file(out, path):
@@ -549,13 +547,14 @@ def score_segmentation(
     Every truth image needs a prediction; predictions without a truth image are left out of the
     score and listed under "unpaired_predictions" (and on stderr).
     """
-    from morphoflow.segmentation.files import label_file_index, pair_label_files, read_labels
+    from morphoflow.segmentation.files import label_file_index, pair_label_index, read_labels
     from morphoflow.segmentation.metrics import dsb_score
 
     try:
-        pairs = pair_label_files(pred, truth)
+        preds = label_file_index(pred)  # each folder is listed once
+        pairs = pair_label_index(preds, label_file_index(truth), pred)
         paired = {p for _, p, _ in pairs}
-        unpaired = [p.name for p in label_file_index(pred).values() if p not in paired]
+        unpaired = [p.name for p in preds.values() if p not in paired]
         if unpaired:
             typer.echo(
                 f"warning: {len(unpaired)} prediction(s) in {pred} have no truth image and are "

@@ -230,10 +230,11 @@ def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.size and arr.min() < 0:
         raise ImageReadError(f"label image {source} holds negative values (min {arr.min()})")
+    nonzero = arr != 0
     pairs = differ = 0
     for axis in range(arr.ndim):
-        a = np.moveaxis(arr, axis, 0)
-        both = (a[1:] != 0) & (a[:-1] != 0)
+        a, fg = np.moveaxis(arr, axis, 0), np.moveaxis(nonzero, axis, 0)
+        both = fg[1:] & fg[:-1]
         pairs += int(np.count_nonzero(both))
         differ += int(np.count_nonzero(both & (a[1:] != a[:-1])))
     if pairs >= 1000 and differ > LABEL_MIXING_LIMIT * pairs:
@@ -242,11 +243,11 @@ def check_label_file(labels: np.ndarray, source: str | Path) -> np.ndarray:
             "object pixels carry different values, where an instance label image gives each "
             "object one value (0 = background). Was an intensity image given instead of labels?"
         )
-    foreground = arr[arr != 0]
+    foreground = arr[nonzero]
     if foreground.size and foreground.min() == foreground.max():  # a single object value
         from scipy import ndimage as ndi
 
-        n_parts = ndi.label(arr != 0, structure=np.ones((3,) * arr.ndim, dtype=bool))[1]
+        n_parts = ndi.label(nonzero, structure=np.ones((3,) * arr.ndim, dtype=bool))[1]
         if n_parts >= BINARY_MASK_PARTS:
             raise ImageReadError(
                 f"{source} looks like a binary mask, not instance labels: one value "

@@ -205,7 +205,17 @@ def pair_label_files(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, P
         ValueError: A prediction would be scored against itself (the same file in both
             folders), or a folder holds two label images for one stem.
     """
-    preds, truths = label_file_index(pred_dir), label_file_index(truth_dir)
+    return pair_label_index(label_file_index(pred_dir), label_file_index(truth_dir), pred_dir)
+
+
+def pair_label_index(
+    preds: dict[str, Path], truths: dict[str, Path], pred_dir: Path
+) -> list[tuple[str, Path, Path]]:
+    """:func:`pair_label_files` for folders already indexed by :func:`label_file_index`.
+
+    Raises:
+        As :func:`pair_label_files` (``pred_dir`` is named in the messages).
+    """
     missing = sorted(set(truths) - set(preds))
     if missing:
         unpaired = sorted(set(preds) - set(truths))

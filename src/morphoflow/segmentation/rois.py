@@ -359,9 +359,9 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
     lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # (x, y) extent of all ROIs
     for i, roi in enumerate(rois):
         polygons = _polygons(roi, names[i] or f"#{i + 1}", source)
-        box, mask = _fill_in_box(polygons, shape)  # the ROI's box only: memory ~ its size
-        area = sum(abs(_shoelace(poly)) for poly in polygons)
         points = np.concatenate(polygons) if polygons else np.zeros((0, 2))
+        box, mask = _fill_in_box(polygons, points, shape)  # the ROI's box only: memory ~ its size
+        area = sum(abs(_shoelace(poly)) for poly in polygons)
         if len(points):
             lo, hi = np.minimum(lo, points.min(axis=0)), np.maximum(hi, points.max(axis=0))
             x0, y0 = points.min(axis=0)
@@ -418,17 +418,18 @@ def rois_to_labels(rois: Sequence, shape: tuple[int, int], source: str = "ROI se
 
 
 def _fill_in_box(
-    polygons: Sequence[np.ndarray], shape: tuple[int, int]
+    polygons: Sequence[np.ndarray], points: np.ndarray, shape: tuple[int, int]
 ) -> tuple[tuple[slice, slice], np.ndarray]:
     """:func:`fill_polygon` of one ROI's polygons (even-odd), within their bounding box.
+
+    ``points`` are all the polygons' vertices, (n, 2) x, y (they give the box).
 
     Returns:
         The box (row and column slices of ``shape``) and the mask inside it; the same pixels as
         filling the whole image, since the polygons are moved by whole pixels.
     """
-    if not polygons:
+    if not len(points):
         return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), dtype=bool)
-    points = np.concatenate(polygons)
     r0 = min(max(0, math.floor(float(points[:, 1].min()))), shape[0])
     r1 = max(min(shape[0], math.ceil(float(points[:, 1].max())) + 1), r0)
     c0 = min(max(0, math.floor(float(points[:, 0].min()))), shape[1])
